@@ -1,0 +1,834 @@
+"""Facts: the one place codes are looked up. Turns a PatientRecord into answers rules can ask for
+(`facts.has("gi_bleed_ulcer")`, `facts.current_of("nsaid")`), following RULES.md §1.
+
+Incoming FHIR is read as plain JSON, tolerantly: every accessor accepts wrong types and missing
+fields, and one malformed resource only loses that resource.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterable
+
+from . import dosing
+from .record import PatientRecord
+from .terminology import (CPT, ICD10CM, LOINC, RXNORM, SNOMED, Ingredient, Terminology,
+                          er_from_name, normalise_code, normalise_system, route_from_name)
+
+BP_SETS = ("thoracic_radiculopathy", "thoracic_back_pain", "lumbar_lumbosacral_radiculopathy_sciatica",
+           "radiculopathy_site_unspecified", "low_back_pain_nonspecific", "disc_disorder_without_radiculopathy",
+           "spinal_stenosis", "neuro_deficit_critical")
+RADIC_SETS = ("thoracic_radiculopathy", "lumbar_lumbosacral_radiculopathy_sciatica", "radiculopathy_site_unspecified")
+LUMBAR_RADIC_SETS = ("lumbar_lumbosacral_radiculopathy_sciatica",)
+ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+CURRENT_STATEMENT = {"active", "intended", "on-hold"}
+CURRENT_REQUEST = {"active", "on-hold"}
+SYSTEMIC_ROUTES = {"oral", "injectable", "rectal", "nasal"}
+
+LOINC_EGFR = ("98979-8", "62238-1", "33914-3", "48642-3", "48643-1")
+LOINC_TEMPERATURE = "8310-5"
+LOINC_PAIN = ("72514-3", "75893-8")
+LOINC_STARTBACK = "91351-7"
+LOINC_PEG = ("91147-9", "91148-7")
+
+CNS_ACTIVE = ("opioid", "benzodiazepine", "gabapentinoid", "ssri", "snri", "tca",
+              "skeletal_muscle_relaxant", "z_drug")
+
+
+# -- tolerant readers ------------------------------------------------------------------------
+def as_list(value: object) -> list:
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
+
+
+def codings(concept: object) -> list[dict]:
+    if not isinstance(concept, dict):
+        return []
+    return [c for c in as_list(concept.get("coding")) if isinstance(c, dict)]
+
+
+def concept_text(concept: object) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    parts = [concept.get("text")] + [c.get("display") for c in codings(concept)]
+    return " ".join(p for p in parts if isinstance(p, str))
+
+
+def status_code(value: object) -> str | None:
+    """A status given as a code string (STU3/DSTU2) or a CodeableConcept (R4)."""
+    if isinstance(value, str):
+        return value.strip().lower()
+    for c in codings(value):
+        if isinstance(c.get("code"), str):
+            return c["code"].strip().lower()
+    return None
+
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
+
+
+def parse_date(value: object) -> dt.date | None:
+    """FHIR date/dateTime/instant to a date (UTC when a time zone is given); partial dates round down."""
+    if not isinstance(value, str):
+        return None
+    if "T" in value and len(value) > 10:
+        try:
+            stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if stamp.tzinfo:
+                stamp = stamp.astimezone(dt.timezone.utc)
+            return stamp.date()
+        except ValueError:
+            pass
+    m = _DATE.match(value)
+    if not m:
+        return None
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+    except ValueError:
+        return None
+
+
+def period_start(value: object) -> dt.date | None:
+    return parse_date(value.get("start")) if isinstance(value, dict) else None
+
+
+def first_date(resource: dict, *fields: str) -> dt.date | None:
+    for name in fields:
+        value = resource.get(name)
+        date = period_start(value) if isinstance(value, dict) else parse_date(value)
+        if date:
+            return date
+    return None
+
+
+# -- facts about single resources ---------------------------------------------------------
+@dataclass(frozen=True)
+class Coded:
+    system: str
+    code: str  # normalised for lookup (ICD-10-CM without the dot)
+    display: str
+    as_recorded: str = ""
+
+
+@dataclass
+class ConditionFact:
+    id: str | None
+    valuesets: frozenset[str]
+    codes: list[Coded]
+    text: str
+    onset: dt.date | None
+    recorded: dt.date | None
+    from_indication: bool = False
+
+    @property
+    def start(self) -> dt.date | None:
+        return self.onset or self.recorded
+
+    @property
+    def label(self) -> str:
+        """How the detail names it: 'Lumbar radiculopathy (SNOMED CT 128196005)'."""
+        coded = self.codes[0] if self.codes else None
+        name = self.text or (coded.display if coded else "") or "condition"
+        if coded:
+            system = {ICD10CM: "ICD-10-CM", SNOMED: "SNOMED CT"}.get(coded.system, coded.system)
+            return f"{name} ({system} {coded.as_recorded or coded.code})"
+        return name
+
+
+@dataclass
+class Drug:
+    ref: str  # "MedicationRequest/123" or "MedicationStatement/abc"
+    resource: dict
+    name: str
+    rxcui: str | None
+    ingredients: tuple[Ingredient, ...]
+    route: str | None
+    er_la: bool
+    by_name: bool
+    classes: frozenset[str]
+    date: dt.date | None
+    is_draft: bool = False
+    selected: bool = False
+    dstu2: bool = False
+
+    @property
+    def systemic(self) -> bool:
+        return self.route is None or self.route in SYSTEMIC_ROUTES
+
+    def has_ingredient(self, *names: str) -> bool:
+        return any(i.name in names for i in self.ingredients)
+
+    @property
+    def label(self) -> str:
+        code = f" (RxNorm {self.rxcui})" if self.rxcui else ""
+        how = " — matched on the drug name" if self.by_name else ""
+        return f"{self.name}{code}{how}"
+
+    @cached_property
+    def daily(self) -> dosing.DailyAmount:
+        return dosing.daily_amount(self.resource.get("dosageInstruction", self.resource.get("dosage")))
+
+    def strength_mg(self, ingredient: str) -> float | None:
+        """mg per dosage unit of one ingredient, parsed from the drug name (RxNorm style)."""
+        for key, (value, unit) in dosing.strengths_from_name(self.name).items():
+            if ingredient in key and unit == "MG":
+                return value
+        return None
+
+    def daily_mg(self, ingredient: str) -> float | None:
+        daily = self.daily
+        if daily.per_day is None:
+            return None
+        if daily.is_mass_mg:
+            return daily.per_day
+        strength = self.strength_mg(ingredient)
+        return daily.per_day * strength if strength is not None else None
+
+
+@dataclass
+class ProcedureFact:
+    ref: str
+    valuesets: frozenset[str]
+    modality: str | None  # "MR", "CT", "XR" for imaging
+    date: dt.date | None
+    text: str
+
+
+@dataclass
+class Lab:
+    code: str
+    value: float
+    comparator: str | None
+    unit: str
+    date: dt.date
+    ref: str
+
+    def below(self, threshold: float) -> bool:
+        # ">60" is not below 60; "<30" is below 30 and below 60.
+        if self.comparator in {">", ">="}:
+            return False
+        if self.comparator == "<":
+            return self.value <= threshold
+        return self.value < threshold
+
+    @property
+    def shown(self) -> str:
+        return f"{self.comparator or ''}{self.value:g}"
+
+
+# -- the facts of one evaluation ------------------------------------------------------------
+@dataclass
+class Facts:
+    today: dt.date
+    params: dict[str, float]
+    hook: str
+    patient_id: str
+    birth_date: dt.date | None
+    conditions: list[ConditionFact]
+    current: list[Drug]  # current medications (incl. unselected draft orders on order-select)
+    selected: list[Drug]  # selected draft medication orders
+    record_drugs: list[Drug]  # medications on record (any status but entered-in-error)
+    procedures: list[ProcedureFact]
+    selected_imaging: list[ProcedureFact]
+    labs: dict[str, list[Lab]]
+    unreadable_labs: list[str]
+    unavailable: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+    # -- patient -----------------------------------------------------------------------------
+    @cached_property
+    def age(self) -> int | None:
+        b = self.birth_date
+        if not b:
+            return None
+        return self.today.year - b.year - ((self.today.month, self.today.day) < (b.month, b.day))
+
+    @property
+    def older_adult(self) -> bool:
+        return self.age is not None and self.age >= self.params["OLDER_AGE"]
+
+    # -- conditions --------------------------------------------------------------------------
+    def conditions_in(self, *valuesets: str, within_days: int | None = None,
+                      include_indications: bool = True) -> list[ConditionFact]:
+        out = []
+        for c in self.conditions:
+            if not include_indications and c.from_indication:
+                continue
+            if not c.valuesets.intersection(valuesets):
+                continue
+            if within_days is not None:
+                start = c.start
+                if c.from_indication or start is None or (self.today - start).days > within_days:
+                    continue
+            out.append(c)
+        return out
+
+    def has(self, *valuesets: str, within_days: int | None = None) -> bool:
+        return bool(self.conditions_in(*valuesets, within_days=within_days))
+
+    @cached_property
+    def bp_conditions(self) -> list[ConditionFact]:
+        # neuro_deficit_critical counts as back pain except for paraplegia (G82.2x).
+        other_bp = set(BP_SETS) - {"neuro_deficit_critical"}
+        return [c for c in self.conditions_in(*BP_SETS)
+                if c.valuesets & other_bp or "paraplegia" not in c.valuesets]
+
+    @property
+    def has_bp(self) -> bool:
+        return bool(self.bp_conditions)
+
+    @cached_property
+    def radic_conditions(self) -> list[ConditionFact]:
+        return self.conditions_in(*RADIC_SETS)
+
+    @property
+    def has_radic(self) -> bool:
+        return bool(self.radic_conditions)
+
+    @staticmethod
+    def _is_thoracic(c: ConditionFact) -> bool:
+        return any(v.startswith("thoracic_") and v != "thoracic_differential" for v in c.valuesets) \
+            or "thoracic_region" in c.valuesets
+
+    @cached_property
+    def region(self) -> str:
+        return "thoracic" if any(self._is_thoracic(c) for c in self.bp_conditions) else "lumbar"
+
+    @cached_property
+    def imaging_regions(self) -> tuple[str, ...]:
+        """Regions to image: both when radicular codes are in both regions."""
+        thoracic = any(self._is_thoracic(c) for c in self.radic_conditions)
+        lumbar = any(c.valuesets.intersection(LUMBAR_RADIC_SETS) and not self._is_thoracic(c)
+                     for c in self.radic_conditions)
+        if thoracic and lumbar:
+            return ("thoracic", "lumbar")
+        return (self.region,)
+
+    @staticmethod
+    def onset_of(conditions: list[ConditionFact]) -> tuple[dt.date | None, bool]:
+        """(earliest onset, True when only a recorded date was available); indications have none."""
+        dated = [c for c in conditions if not c.from_indication]
+        onsets = [c.onset for c in dated if c.onset]
+        if onsets:
+            return min(onsets), False
+        recorded = [c.recorded for c in dated if c.recorded]
+        return (min(recorded), True) if recorded else (None, False)
+
+    def days_since_onset(self, conditions: list[ConditionFact]) -> int | None:
+        start = self.onset_of(conditions)[0]
+        return (self.today - start).days if start else None
+
+    @cached_property
+    def onset(self) -> tuple[dt.date | None, bool]:
+        """The episode: (start of the earliest back-pain condition, recorded-date-only flag)."""
+        return self.onset_of(self.bp_conditions)
+
+    @property
+    def onset_date(self) -> dt.date | None:
+        return self.onset[0]
+
+    @cached_property
+    def duration_days(self) -> int | None:
+        start = self.onset_date
+        return (self.today - start).days if start else None
+
+    @property
+    def duration_weeks(self) -> float | None:
+        return None if self.duration_days is None else self.duration_days / 7
+
+    def duration_at_least_weeks(self, weeks: float) -> bool:
+        return self.duration_days is not None and self.duration_days >= weeks * 7
+
+    def duration_below_weeks(self, weeks: float) -> bool:
+        return self.duration_days is not None and self.duration_days < weeks * 7
+
+    @property
+    def persistent(self) -> bool:
+        return self.duration_at_least_weeks(self.params["PERSISTENT_WEEKS"])
+
+    @property
+    def acute(self) -> bool:
+        return self.duration_below_weeks(self.params["PERSISTENT_WEEKS"])
+
+    @property
+    def chronic(self) -> bool:
+        return self.duration_days is not None and self.duration_days > 12 * 7
+
+    @property
+    def episode_text(self) -> str:
+        """'onset 2026-01-05, 6 weeks ago' (or 'onset not recorded; recorded 2026-01-05 ...')."""
+        start, recorded_only = self.onset
+        if not start:
+            return "onset unknown"
+        weeks = self.duration_days // 7
+        days = self.duration_days
+        ago = f"{weeks} week{'s' if weeks != 1 else ''} ago" if days >= 14 else f"{days} day{'s' if days != 1 else ''} ago"
+        if recorded_only:
+            return f"onset not recorded; first recorded {start.isoformat()}, {ago}"
+        return f"onset {start.isoformat()}, {ago}"
+
+    # -- medications -------------------------------------------------------------------------
+    def current_of(self, *classes: str) -> list[Drug]:
+        return [d for d in self.current if d.classes.intersection(classes)]
+
+    def selected_of(self, *classes: str) -> list[Drug]:
+        return [d for d in self.selected if d.classes.intersection(classes)]
+
+    def on_record(self, *classes: str, within_days: int | None = None,
+                  since: dt.date | None = None) -> list[Drug]:
+        out = []
+        for d in self.record_drugs:
+            if not d.classes.intersection(classes):
+                continue
+            if d.date is None:
+                # Undated: counts only while it is a current medication.
+                if any(c.ref == d.ref for c in self.current):
+                    out.append(d)
+                continue
+            if within_days is not None and (self.today - d.date).days > within_days:
+                continue
+            if since is not None and d.date < since:
+                continue
+            out.append(d)
+        return out
+
+    def procedures_in(self, *valuesets: str, since: dt.date | None = None,
+                      modalities: Iterable[str] | None = None, within_days: int | None = None) -> list[ProcedureFact]:
+        mods = set(modalities) if modalities else None
+        out = []
+        for p in self.procedures:
+            if not p.valuesets.intersection(valuesets):
+                continue
+            if mods is not None and p.modality not in mods:
+                continue
+            if since is not None and (p.date is None or p.date < since):
+                continue
+            if within_days is not None and (p.date is None or (self.today - p.date).days > within_days):
+                continue
+            out.append(p)
+        return out
+
+    def spine_imaging_since_onset(self, modalities: Iterable[str] | None = None) -> list[ProcedureFact]:
+        return self.procedures_in("spine_imaging_lumbar", "spine_imaging_thoracic", "spine_imaging_any",
+                                  since=self.onset_date, modalities=modalities)
+
+    # -- labs --------------------------------------------------------------------------------
+    def latest_lab(self, *codes: str, within_days: int | None = None) -> Lab | None:
+        found = [lab for code in codes for lab in self.labs.get(code, [])
+                 if within_days is None or (self.today - lab.date).days <= within_days]
+        if not found:
+            return None
+        return max(found, key=lambda lab: lab.date)
+
+    @cached_property
+    def egfr(self) -> Lab | None:
+        """Latest eGFR within the look-back; on the same date the race-free 98979-8 is preferred."""
+        labs = [lab for code in LOINC_EGFR for lab in self.labs.get(code, [])
+                if (self.today - lab.date).days <= self.params["LAB_LOOKBACK_DAYS"]]
+        if not labs:
+            return None
+        return max(labs, key=lambda lab: (lab.date, lab.code == "98979-8"))
+
+    @property
+    def egfr_unknown_reason(self) -> str | None:
+        if self.egfr is not None:
+            return None
+        if "observations" in self.unavailable:
+            return "the laboratory results could not be obtained"
+        return None
+
+    # -- NSAID contraindication (RULES.md §1, one definition for every rule) ------------------
+    @cached_property
+    def nsaid_contraindications(self) -> list[str]:
+        reasons = []
+        for c in self.conditions_in("gi_bleed_ulcer"):
+            reasons.append(f"GI bleeding or ulcer: {c.label}")
+        for d in self.current_of("anticoagulant", "antiplatelet_p2y12", "antiplatelet_aspirin"):
+            reasons.append(f"current {d.label}")
+        egfr = self.egfr
+        if egfr and egfr.below(60):
+            reasons.append(f"eGFR {egfr.shown} on {egfr.date.isoformat()}")
+        for vs, what in (("ckd_stage3", "CKD stage 3"), ("ckd_stage4_5_dialysis", "CKD stage 4–5 or dialysis"),
+                         ("heart_failure", "heart failure"), ("pregnancy_any", "pregnancy"),
+                         ("cirrhosis", "cirrhosis"), ("cirrhosis_decompensated", "decompensated cirrhosis")):
+            for c in (self.pregnancies if vs == "pregnancy_any" else self.conditions_in(vs)):
+                reasons.append(f"{what}: {c.label}")
+        for d in self.current_of("lithium", "methotrexate"):
+            reasons.append(f"current {d.label}")
+        return reasons
+
+    @property
+    def nsaid_allowed(self) -> bool:
+        """An NSAID may be suggested: no contraindication, and kidney function is known or not needed."""
+        return not self.nsaid_contraindications and "observations" not in self.unavailable
+
+    @cached_property
+    def nsaid_needs_ppi(self) -> list[str]:
+        """Risks that call for naproxen with pantoprazole rather than alone."""
+        reasons = []
+        if self.older_adult:
+            reasons.append(f"age {self.age}")
+        for d in self.current_of("ssri", "snri", "systemic_corticosteroid"):
+            reasons.append(f"current {d.label}")
+        return reasons
+
+    @cached_property
+    def pregnancies(self) -> list[ConditionFact]:
+        """Pregnancy codes count only when onset/recorded is at most 42 weeks ago."""
+        return [c for c in self.conditions_in("pregnancy_any", "pregnancy_ge20wk")
+                if c.start is not None and (self.today - c.start).days <= 42 * 7]
+
+    def pregnancy_ge20(self) -> list[ConditionFact]:
+        out = []
+        for c in self.pregnancies:
+            weeks_since = (self.today - c.start).days / 7
+            z3a = next((int(k.code[3:5]) for k in c.codes if k.system == ICD10CM
+                        and re.fullmatch(r"Z3A\d\d", k.code.replace(".", ""))), None)
+            if "pregnancy_ge20wk" in c.valuesets and (z3a is None or z3a >= 20):
+                out.append(c)
+            elif z3a is not None and z3a + weeks_since >= 20:
+                out.append(c)
+        return out
+
+
+# -- building Facts from a record -------------------------------------------------------------
+def _coded(concept: object) -> list[Coded]:
+    out = []
+    for c in codings(concept):
+        system = normalise_system(c.get("system"))
+        code = normalise_code(system, c.get("code"))
+        if system and code:
+            out.append(Coded(system, code, c.get("display") if isinstance(c.get("display"), str) else "",
+                             str(c.get("code")).strip()))
+    return out
+
+
+def condition_is_active(res: dict) -> bool:
+    verification = status_code(res.get("verificationStatus"))
+    if verification in EXCLUDED_VERIFICATION:
+        return False
+    clinical = status_code(res.get("clinicalStatus"))
+    if clinical is None:
+        return not any(k.startswith("abatement") for k in res)
+    return clinical in ACTIVE_CLINICAL
+
+
+def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indication=False) -> ConditionFact | None:
+    codes = _coded(res.get("code"))
+    sets: frozenset[str] = frozenset()
+    for k in codes:
+        sets = sets | T.condition_valuesets(k.system, k.code)
+    onset = parse_date(res.get("onsetDateTime")) or period_start(res.get("onsetPeriod"))
+    onset_age = res.get("onsetAge")
+    if onset is None and birth and isinstance(onset_age, dict) and isinstance(onset_age.get("value"), (int, float)):
+        years = float(onset_age["value"]) / {"mo": 12, "wk": 52.18, "d": 365.25}.get(onset_age.get("code"), 1)
+        onset = birth + dt.timedelta(days=int(years * 365.25))
+    if onset is None:
+        onset = parse_date(res.get("onsetString")) if isinstance(res.get("onsetString"), str) else None
+    recorded = parse_date(res.get("recordedDate")) or parse_date(res.get("dateRecorded")) \
+        or parse_date(res.get("assertedDate"))
+    rid = res.get("id") if isinstance(res.get("id"), str) else None
+    code = res.get("code") if isinstance(res.get("code"), dict) else {}
+    text = code.get("text") if isinstance(code.get("text"), str) else ""
+    return ConditionFact(rid, sets, codes, text, onset, recorded, from_indication)
+
+
+def _medication_concept(res: dict, record: PatientRecord) -> tuple[dict | None, list[dict]]:
+    """(CodeableConcept of the drug, ingredient concepts) from medicationCodeableConcept/Reference."""
+    concept = res.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return concept, []
+    ref = res.get("medicationReference")
+    if isinstance(ref, dict):
+        target = ref.get("reference")
+        med = None
+        if isinstance(target, str):
+            if target.startswith("#"):
+                med = next((c for c in as_list(res.get("contained"))
+                            if isinstance(c, dict) and c.get("id") == target[1:]), None)
+            else:
+                med = record.medications.get("/".join(target.split("/_history/")[0].split("/")[-2:]))
+        if isinstance(med, dict):
+            ingredients = [i.get("itemCodeableConcept") for i in as_list(med.get("ingredient"))
+                           if isinstance(i, dict) and isinstance(i.get("itemCodeableConcept"), dict)]
+            code = med.get("code") if isinstance(med.get("code"), dict) else None
+            return code, ingredients
+        if isinstance(ref.get("display"), str):
+            return {"text": ref["display"]}, []
+    return None, []
+
+
+def _drug_classes(ingredients: Iterable[Ingredient], route: str | None, aspirin_mg_day: float | None,
+                  aspirin_unit_mg: float | None) -> frozenset[str]:
+    systemic = route is None or route in SYSTEMIC_ROUTES
+    ings = list(ingredients)
+    classes = set()
+    for ing in ings:
+        cls = ing.drug_class
+        if cls == "gastroprotection":
+            cls = "ppi" if ing.name.endswith("prazole") else ("misoprostol" if ing.name == "misoprostol" else "h2_blocker")
+        elif cls == "interacting_other":
+            cls = ing.name if ing.name in {"lithium", "methotrexate"} else cls
+        elif cls == "nsaid" and not systemic:
+            cls = "nsaid_non_systemic"
+        elif cls == "systemic_corticosteroid" and not systemic:
+            cls = "corticosteroid_non_systemic"
+        elif cls == "antiplatelet_aspirin":
+            # RULES.md §1: aspirin above 325 mg a day is an NSAID; at or below, an antiplatelet.
+            dose = aspirin_mg_day if aspirin_mg_day is not None else aspirin_unit_mg
+            if dose is not None and dose > 325 and systemic:
+                cls = "nsaid"
+        elif cls == "naloxone":
+            # Only single-ingredient rescue products count, not buprenorphine/naloxone.
+            if len(ings) > 1:
+                continue
+            cls = "naloxone_rescue"
+        classes.add(cls)
+    if classes.intersection(CNS_ACTIVE):
+        classes.add("cns_active")
+    return frozenset(classes)
+
+
+def _drug(T: Terminology, res: dict, record: PatientRecord, ref: str, is_draft=False, selected=False) -> Drug | None:
+    concept, ingredient_concepts = _medication_concept(res, record)
+    if concept is None and not ingredient_concepts:
+        return None
+    entry = None
+    for k in _coded(concept):
+        if k.system == RXNORM:
+            candidate = T.drug(k.code)
+            if candidate and (entry is None or (entry.tty == "IN" and candidate.tty != "IN")):
+                entry = candidate
+    text = " ".join(filter(None, [concept_text(concept)] + [concept_text(c) for c in ingredient_concepts]))
+    by_name = False
+    if entry:
+        ingredients, name, rxcui = entry.ingredients, entry.name, entry.rxcui
+        route, er = entry.route, entry.er_la
+    else:
+        ingredients = ()
+        for c in ingredient_concepts:
+            for k in _coded(c):
+                if k.system == RXNORM and T.drug(k.code):
+                    ingredients += T.drug(k.code).ingredients
+        if not ingredients:
+            ingredients = T.ingredients_in_text(text)
+            by_name = bool(ingredients)
+        name = (concept.get("text") if isinstance(concept, dict) and isinstance(concept.get("text"), str) else None) \
+            or next((k.display for k in _coded(concept) if k.display), None) or text or "unnamed medication"
+        rxcui = next((k.code for k in _coded(concept) if k.system == RXNORM), None)
+        route, er = route_from_name(text), er_from_name(text)
+    if route is None:
+        for dosage in as_list(res.get("dosageInstruction", res.get("dosage"))):
+            if isinstance(dosage, dict):
+                route = route_from_name(concept_text(dosage.get("route")))
+                if route:
+                    break
+    date = first_date(res, "authoredOn", "dateWritten", "effectiveDateTime", "effectivePeriod", "dateAsserted")
+    drug = Drug(ref=ref, resource=res, name=name, rxcui=rxcui, ingredients=tuple(ingredients), route=route,
+                er_la=er, by_name=by_name, classes=frozenset(), date=date, is_draft=is_draft, selected=selected,
+                dstu2=res.get("resourceType") == "MedicationOrder")
+    aspirin_day = drug.daily_mg("aspirin") if drug.has_ingredient("aspirin") else None
+    aspirin_unit = drug.strength_mg("aspirin") if drug.has_ingredient("aspirin") else None
+    drug.classes = _drug_classes(ingredients, route, aspirin_day, aspirin_unit)
+    return drug
+
+
+def _request_is_current(res: dict, today: dt.date) -> bool:
+    if status_code(res.get("status")) not in CURRENT_REQUEST:
+        return False
+    dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
+    ends = []
+    validity = dispense.get("validityPeriod")
+    if isinstance(validity, dict) and parse_date(validity.get("end")):
+        ends.append(parse_date(validity["end"]))
+    start = period_start(validity) or parse_date(res.get("authoredOn") or res.get("dateWritten"))
+    days = dosing.supply_days({"dispenseRequest": {"expectedSupplyDuration": dispense.get("expectedSupplyDuration")}}, None)
+    if start and days is not None:
+        repeats = dispense.get("numberOfRepeatsAllowed")
+        repeats = repeats if isinstance(repeats, int) and repeats >= 0 else 0
+        ends.append(start + dt.timedelta(days=days * (1 + repeats)))
+    if not ends:
+        return True
+    return (today - max(ends)).days <= 7
+
+
+def _statement_is_current(res: dict) -> bool:
+    return status_code(res.get("status")) in CURRENT_STATEMENT
+
+
+def _modality(valuesets: frozenset[str], codes: list[Coded], text: str) -> str | None:
+    if not any(v.startswith("spine_imaging") for v in valuesets):
+        return None
+    for k in codes:
+        if k.system == CPT and k.code.isdigit():
+            n = int(k.code)
+            if 72141 <= n <= 72158:
+                return "MR"
+            if 72125 <= n <= 72133:
+                return "CT"
+            return "XR"
+    label = (text + " " + " ".join(k.display for k in codes)).upper()
+    for mod in ("MR", "CT", "XR"):
+        if re.search(rf"\b{mod}I?\b", label):
+            return mod
+    return None
+
+
+EXCLUDED_PROCEDURE = {"entered-in-error", "not-done"}
+EXCLUDED_SERVICE_REQUEST = {"entered-in-error", "revoked", "draft"}
+
+
+def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params: dict[str, float],
+                hook: str) -> Facts:
+    patient = record.patient or {}
+    birth = parse_date(patient.get("birthDate"))
+
+    conditions = []
+    for res in record.conditions:
+        if condition_is_active(res):
+            fact = _condition_fact(T, res, birth)
+            if fact and fact.valuesets:
+                conditions.append(fact)
+
+    # Draft orders: the selected ones are what the card is about; the others count as current.
+    selected_refs = set(record.selections)
+    selected: list[Drug] = []
+    current: list[Drug] = []
+    selected_imaging: list[ProcedureFact] = []
+    for res in record.draft_orders:
+        rtype, rid = res.get("resourceType"), res.get("id")
+        ref = f"{rtype}/{rid}"
+        is_selected = ref in selected_refs
+        if rtype in {"MedicationRequest", "MedicationOrder"}:
+            drug = _drug(T, res, record, ref, is_draft=True, selected=is_selected)
+            if drug is not None:
+                (selected if is_selected else current).append(drug)
+            if is_selected:
+                conditions.extend(_indications(T, res, record, birth))
+        elif rtype in {"ServiceRequest", "ProcedureRequest"} and is_selected:
+            fact = _procedure_fact(T, res, ref)
+            if fact.valuesets:
+                selected_imaging.append(fact)
+            conditions.extend(_indications(T, res, record, birth))
+
+    record_drugs: list[Drug] = []
+    for res in record.medication_requests:
+        ref = f"{res.get('resourceType')}/{res.get('id')}"
+        drug = _drug(T, res, record, ref)
+        if drug is None or status_code(res.get("status")) == "entered-in-error":
+            continue
+        record_drugs.append(drug)
+        if _request_is_current(res, today):
+            current.append(drug)
+    for res in record.medication_statements:
+        ref = f"MedicationStatement/{res.get('id')}"
+        drug = _drug(T, res, record, ref)
+        if drug is None or status_code(res.get("status")) == "entered-in-error":
+            continue
+        record_drugs.append(drug)
+        if _statement_is_current(res):
+            current.append(drug)
+
+    procedures = []
+    for res in record.procedures:
+        if status_code(res.get("status")) not in EXCLUDED_PROCEDURE:
+            fact = _procedure_fact(T, res, f"Procedure/{res.get('id')}")
+            if fact.valuesets:
+                procedures.append(fact)
+    for res in record.service_requests:
+        if status_code(res.get("status")) not in EXCLUDED_SERVICE_REQUEST:
+            fact = _procedure_fact(T, res, f"ServiceRequest/{res.get('id')}")
+            if fact.valuesets:
+                procedures.append(fact)
+
+    labs, unreadable = _labs(record.observations)
+    return Facts(today=today, params=params, hook=hook, patient_id=record.patient_id, birth_date=birth,
+                 conditions=conditions, current=current, selected=selected, record_drugs=record_drugs,
+                 procedures=procedures, selected_imaging=selected_imaging, labs=labs,
+                 unreadable_labs=unreadable, unavailable=dict(record.unavailable))
+
+
+def _indications(T: Terminology, order: dict, record: PatientRecord, birth) -> list[ConditionFact]:
+    """An order's reasonCode / reasonReference that name a back-pain condition (no onset)."""
+    out = []
+    for concept in as_list(order.get("reasonCode")):
+        fact = _condition_fact(T, {"code": concept}, birth, from_indication=True)
+        if fact.valuesets:
+            out.append(fact)
+    for ref in as_list(order.get("reasonReference")):
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(target, str):
+            continue
+        cond = None
+        if target.startswith("#"):
+            cond = next((c for c in as_list(order.get("contained")) if isinstance(c, dict)
+                         and c.get("id") == target[1:]), None)
+        else:
+            rid = target.split("/_history/")[0].split("/")[-1]
+            cond = next((c for c in record.conditions if c.get("id") == rid), None)
+        if isinstance(cond, dict) and condition_is_active(cond):
+            fact = _condition_fact(T, {"code": cond.get("code")}, birth, from_indication=True)
+            if fact.valuesets:
+                out.append(fact)
+    return out
+
+
+def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
+    codes = _coded(res.get("code"))
+    sets: frozenset[str] = frozenset()
+    for k in codes:
+        sets = sets | T.procedure_valuesets(k.system, k.code)
+    text = concept_text(res.get("code"))
+    date = first_date(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod",
+                      "authoredOn", "performedString")
+    return ProcedureFact(ref, sets, _modality(sets, codes, text), date, text)
+
+
+_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
+    wanted = set(LOINC_EGFR) | {LOINC_TEMPERATURE, LOINC_STARTBACK, *LOINC_PAIN, *LOINC_PEG}
+    labs: dict[str, list[Lab]] = {}
+    unreadable: list[str] = []
+    for res in observations:
+        if status_code(res.get("status")) in {"entered-in-error", "cancelled"}:
+            continue
+        codes = [k.code for k in _coded(res.get("code")) if k.system == LOINC and k.code in wanted]
+        if not codes:
+            continue
+        date = first_date(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
+        value = _observation_value(res)
+        if value is None or date is None:
+            unreadable.append(f"{concept_text(res.get('code')) or codes[0]} (LOINC {codes[0]})")
+            continue
+        number, comparator, unit = value
+        if codes[0] == LOINC_TEMPERATURE:
+            if unit.lower() in {"[degf]", "degf", "°f", "f"}:
+                number, unit = (number - 32) * 5 / 9, "Cel"
+            elif unit.lower() not in {"cel", "°c", "c", "degc"}:
+                unreadable.append(f"body temperature in unit {unit!r} (LOINC 8310-5)")
+                continue
+        labs.setdefault(codes[0], []).append(
+            Lab(codes[0], number, comparator, unit, date, f"Observation/{res.get('id')}"))
+    return labs, unreadable
+
+
+def _observation_value(res: dict) -> tuple[float, str | None, str] | None:
+    q = res.get("valueQuantity")
+    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
+        comparator = q.get("comparator") if q.get("comparator") in {"<", "<=", ">", ">="} else None
+        return float(q["value"]), comparator, str(q.get("code") or q.get("unit") or "")
+    if isinstance(res.get("valueInteger"), int) and not isinstance(res.get("valueInteger"), bool):
+        return float(res["valueInteger"]), None, ""
+    s = res.get("valueString")
+    if isinstance(s, str):
+        m = _VALUE_STRING.match(s)
+        if m:
+            return float(m.group(2)), m.group(1), ""
+    return None

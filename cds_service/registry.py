@@ -1,0 +1,89 @@
+"""The two CDS services as data (discovery entries and prefetch templates) and the pipeline that
+answers a call: record → facts → rules → cards."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from . import knowledge, terminology
+from .cards import BuiltCard, build_cards
+from .config import Settings
+from .engine import evaluate
+from .facts import LOINC_EGFR, LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, LOINC_TEMPERATURE, build_facts
+from .fhir_client import FhirClient
+from .record import PatientRecord, load_record
+
+OBSERVATION_CODES = ",".join(f"http://loinc.org|{c}" for c in
+                             (*LOINC_EGFR, LOINC_TEMPERATURE, *LOINC_PAIN, LOINC_STARTBACK, *LOINC_PEG))
+
+# Prefetch keys and templates: only {{context.patientId}} is used, so every EHR can fill them.
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}",
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}&_include=MedicationRequest:medication",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}"
+                            "&_include=MedicationStatement:medication",
+    "observations": f"Observation?patient={{{{context.patientId}}}}&code={OBSERVATION_CODES}",
+    "procedures": "Procedure?patient={{context.patientId}}",
+    "serviceRequests": "ServiceRequest?patient={{context.patientId}}",
+}
+# DESIGN.md: Patient, Conditions and medications are required (412 when unobtainable); the rest
+# is optional and the rules that need it say what was missing. Sites can change the list.
+REQUIRED = ("patient", "conditions", "medicationRequests", "medicationStatements")
+
+USAGE = ("Prefetch keys: " + ", ".join(PREFETCH) + ". Patient, Condition, MedicationRequest and "
+         "MedicationStatement are required (prefetched, or readable from fhirServer with the "
+         "fhirAuthorization token: scopes patient/Patient.read, patient/Condition.read, "
+         "patient/MedicationRequest.read, patient/MedicationStatement.read, patient/Observation.read, "
+         "patient/Procedure.read, patient/ServiceRequest.read). Observations, Procedures and "
+         "ServiceRequests are optional.")
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+
+    def discovery(self) -> dict:
+        return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
+                "prefetch": dict(PREFETCH), "usageRequirements": USAGE}
+
+
+SERVICES = {
+    s.id: s for s in (
+        Service("radiculopathy-patient-view", "patient-view",
+                "Back pain with radiculopathy: red flags and care plan",
+                "On chart open, for patients with thoracic (mid-back) or lumbar back pain with or without "
+                "radiculopathy: red flags, imaging, first-, second- and third-line treatment and drug-safety "
+                "warnings for current medications, with guideline sources."),
+        Service("radiculopathy-order-select", "order-select",
+                "Back pain with radiculopathy: order safety",
+                "When an opioid, NSAID, muscle relaxant, gabapentinoid, antidepressant or spine imaging order "
+                "is selected for a patient with back pain: interactions, renal, hepatic and age cautions, "
+                "MME/day, early-imaging advice, with one-click alternatives."),
+    )
+}
+
+
+def knowledge_version() -> dict:
+    return {"terminology": dict(terminology.VERSION), "rules": knowledge.CATALOGUE_VERSION}
+
+
+@dataclass
+class Evaluation:
+    record: PatientRecord
+    cards: list[BuiltCard]
+
+
+def evaluate_request(service: Service, request: dict, settings: Settings, client: FhirClient,
+                     today: dt.date) -> Evaluation:
+    required = frozenset(settings.raw.get("prefetch", {}).get("required", REQUIRED))
+    record = load_record(request=request, prefetch_templates=PREFETCH, required=required, client=client,
+                         fhir_settings=settings.fhir)
+    facts = build_facts(record, terminology.load(), today=today, params=settings.params, hook=service.hook)
+    findings = evaluate(facts, service.hook, settings)
+    cards = build_cards(findings, facts, service.hook, merge_info=settings.merge_info)
+    return Evaluation(record, cards)

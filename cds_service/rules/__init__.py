@@ -1,0 +1,79 @@
+"""The rule catalogue (RULES.md §3), one module per family, registered in catalogue order.
+
+A rule is a pure function `facts, found -> Finding | None` with its id, hooks, trigger in words,
+levels, suggestions in words and sources beside it (`@rule(...)`). `found` holds the findings of
+the rules before it in catalogue order (imaging rules look at red flags, for example).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import orders
+from ..facts import Facts
+
+PV = "patient-view"
+OS = "order-select"
+LEVELS = ("info", "warning", "critical")
+
+
+@dataclass
+class Finding:
+    indicator: str
+    summary: str
+    detail: str
+    suggestions: list[orders.Suggestion] = field(default_factory=list)
+    selection: str = "any"  # "at-most-one" when the suggestions are alternatives
+    links: list[dict] = field(default_factory=list)  # further links beyond the rule's sources
+    rule: "Rule | None" = None
+
+    @property
+    def rank(self) -> int:
+        return LEVELS.index(self.indicator)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    hooks: frozenset[str]
+    sources: tuple[str, ...]  # ids in knowledge/sources.csv; the first is the card's primary source
+    trigger: str
+    levels: tuple[str, ...]
+    suggests: str
+    evaluate: Callable[[Facts, dict], Finding | None]
+    needs_bp: bool = True
+    order: int = 0
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".")[0]
+
+
+CATALOGUE: list[Rule] = []
+
+
+def rule(rule_id: str, *, title: str, hooks: tuple[str, ...], sources: tuple[str, ...], trigger: str,
+         levels: tuple[str, ...], suggests: str = "none", needs_bp: bool = True):
+    def register(fn: Callable[[Facts, dict], Finding | None]):
+        CATALOGUE.append(Rule(rule_id, title, frozenset(hooks), sources, trigger, levels, suggests, fn,
+                              needs_bp, len(CATALOGUE)))
+        return fn
+    return register
+
+
+def ctx(f: Facts) -> orders.Ctx:
+    """Suggestion context: the patient, today, and the back-pain conditions as the order's reason."""
+    return orders.Ctx(f.patient_id, f.today, [c.id for c in f.bp_conditions if c.id and not c.from_indication])
+
+
+def bullets(items) -> str:
+    return "\n".join(f"- {i}" for i in items)
+
+
+# Import order is catalogue order.
+from . import red_flags, imaging, first_line  # noqa: E402,F401
+from . import nsaid, muscle_relaxant, second_line, opioid  # noqa: E402,F401
+
+BY_ID = {r.id: r for r in CATALOGUE}

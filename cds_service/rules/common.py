@@ -1,0 +1,59 @@
+"""Shared pieces for rule modules: region-aware imaging and referral suggestions that are not
+repeated once the same study or referral is on record since onset (RULES.md §2)."""
+
+from __future__ import annotations
+
+from .. import orders
+from ..facts import Facts
+from . import ctx
+
+IMAGING_SETS = {"thoracic": ("spine_imaging_thoracic", "spine_imaging_any"),
+                "lumbar": ("spine_imaging_lumbar", "spine_imaging_any")}
+REGION_NAME = {"thoracic": "thoracic", "lumbar": "lumbar"}
+
+
+def imaging_on_record(f: Facts, region: str, modalities: tuple[str, ...]) -> bool:
+    return bool(f.procedures_in(*IMAGING_SETS[region], since=f.onset_date, modalities=modalities))
+
+
+def imaging(f: Facts, study: str, *, regions: tuple[str, ...] | None = None, priority: str | None = None,
+            within_days: int | None = None, note: str | None = None) -> list[orders.Suggestion]:
+    """Order `study` ('mri_wo', 'mri_w_wo', 'xr', 'ct') for each region not already imaged that way."""
+    modality = {"mri_wo": ("MR",), "mri_w_wo": ("MR",), "xr": ("XR", "MR", "CT"), "ct": ("CT",)}[study]
+    out = []
+    for region in regions or f.imaging_regions:
+        if imaging_on_record(f, region, modality):
+            continue
+        key = {"mri_wo": f"mri_{region}_wo", "mri_w_wo": f"mri_{region}_w_wo", "xr": f"xr_{region}",
+               "ct": f"ct_{region}"}[study]
+        out.append(orders.order_service(key, ctx(f), priority=priority, within_days=within_days, note=note))
+    return out
+
+
+def surgery_referral_on_record(f: Facts) -> bool:
+    return bool(f.procedures_in("spine_surgery_referral", "spine_surgery", since=f.onset_date))
+
+
+def surgery_referral(f: Facts, *, priority: str | None = None, same_day: bool = False,
+                     note: str | None = None) -> list[orders.Suggestion]:
+    if surgery_referral_on_record(f) and not same_day:
+        return []
+    label = "Same-day referral to spine surgery" if same_day else None
+    return [orders.order_service("spine_surgery_referral", ctx(f), label=label, priority=priority,
+                                 within_days=1 if same_day else None, note=note)]
+
+
+def regions_text(f: Facts) -> str:
+    return " and ".join(f.imaging_regions)
+
+
+def bp_text(f: Facts) -> str:
+    """The back-pain conditions that put the patient in scope, with codes."""
+    return "; ".join(c.label for c in f.bp_conditions[:3])
+
+
+def thoracic_note(f: Facts) -> str:
+    if f.region == "thoracic":
+        return (" Most of this evidence comes from lumbar disease; for thoracic radiculopathy the "
+                "recommendation is extrapolated.")
+    return ""

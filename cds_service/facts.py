@@ -106,6 +106,17 @@ def first_date(resource: dict, *fields: str) -> dt.date | None:
     return None
 
 
+def unique(items: list) -> list:
+    """Keep the first of items that describe the same resource (a condition in two value sets)."""
+    seen, out = set(), []
+    for item in items:
+        key = getattr(item, "id", None) or id(item)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 # -- facts about single resources ---------------------------------------------------------
 @dataclass(frozen=True)
 class Coded:

@@ -10,11 +10,14 @@ from .common import bp_text, thoracic_note
 
 def first_line_drug(f: Facts) -> tuple[orders.Suggestion, str]:
     """The one drug suggestion of RULES.md §1/§3.3 and the sentence explaining the choice."""
+    no_egfr = "" if f.egfr else (f" No eGFR in the last {f.params['LAB_LOOKBACK_DAYS']:g} days: check kidney "
+                                 "function if the NSAID is continued beyond a few days.")
     if f.nsaid_allowed and f.nsaid_needs_ppi:
         return (orders.order_medications(["naproxen_500", "pantoprazole_40"], ctx(f)),
-                f"Naproxen with pantoprazole 40 mg for gastroprotection ({'; '.join(f.nsaid_needs_ppi)}).")
+                f"Naproxen with pantoprazole 40 mg for gastroprotection ({'; '.join(f.nsaid_needs_ppi)}).{no_egfr}")
     if f.nsaid_allowed:
-        return orders.order_medications(["naproxen_500"], ctx(f)), "Naproxen: an NSAID is the first-line drug."
+        return (orders.order_medications(["naproxen_500"], ctx(f)),
+                f"Naproxen: an NSAID is the first-line drug.{no_egfr}")
     if f.nsaid_contraindications:
         why = "NSAID avoided: " + "; ".join(f.nsaid_contraindications) + "."
     else:

@@ -4,7 +4,7 @@ a selected spine-imaging, opioid, NSAID or muscle-relaxant order)."""
 from __future__ import annotations
 
 from .. import orders
-from ..facts import LOINC_TEMPERATURE, Facts
+from ..facts import LOINC_TEMPERATURE, Facts, unique
 from . import OS, PV, Finding, bullets, ctx, rule
 from .common import bp_text, imaging, imaging_on_record, regions_text, surgery_referral
 
@@ -92,7 +92,7 @@ def malignancy(f: Facts, found: dict) -> Finding | None:
     if not (mets or active or history):
         return None
     deficit = f.conditions_in("neuro_deficit_critical", "neuro_deficit_motor")
-    facts = [c.label for c in mets + active + history]
+    facts = [c.label for c in unique(mets + active + history)]
     if mets and (f.has_radic or deficit):
         level = "critical"
         summary = "Spinal metastases with radicular or neurological signs: whole-spine MRI within 24 hours"

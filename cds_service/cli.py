@@ -1,0 +1,143 @@
+"""`cds-service serve | evaluate | report`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from .app import create_app
+
+    overrides = {"demo": True} if args.demo else {}
+    try:
+        load_settings(overrides)  # fail fast, in the foreground, on a bad configuration
+    except ConfigError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+
+    def worker_exit(server, worker):  # a clean shutdown writes what the ledger still holds
+        app = getattr(worker, "wsgi", None)
+        if app is not None and hasattr(app, "extensions"):
+            app.extensions["cds"].store.close()
+
+    class Server(BaseApplication):
+        def load_config(self):
+            options = {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers or os.cpu_count() or 1,
+                "worker_class": "gthread",
+                "threads": args.threads,
+                "accesslog": None,  # one line per request comes from the service's own log, without PHI
+                "errorlog": "-",
+                "loglevel": "info",
+                "timeout": 30,
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "worker_exit": worker_exit,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(overrides)
+
+    Server().run()
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .app import create_app
+    from .http import AS_OF_EXTENSION
+
+    try:
+        body = json.loads(Path(args.request).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"cds-service: cannot read {args.request}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(body, dict):
+        print("cds-service: the request file must hold a JSON object", file=sys.stderr)
+        return 2
+    if args.fhir_server:
+        body["fhirServer"] = args.fhir_server
+    overrides: dict = {"db": ":memory:", "demo": True}  # offline review never writes the ledger
+    if args.as_of:
+        overrides["as_of"] = args.as_of
+        ext = body.get("extension")
+        if isinstance(ext, dict):
+            ext.pop(AS_OF_EXTENSION, None)
+            if not ext:
+                del body["extension"]  # an empty extension object is not allowed
+    from .registry import SERVICES
+    service = next((s.id for s in SERVICES.values() if s.hook == body.get("hook")), None)
+    if service is None:
+        print(f"cds-service: no service answers the hook {body.get('hook')!r}", file=sys.stderr)
+        return 2
+    app = create_app(overrides)
+    response = app.test_client().post(f"/cds-services/{service}", json=body)
+    print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+    return 0 if response.status_code == 200 else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    settings = load_settings()
+    store = Store(settings.db)
+    rows = store.report()
+    unmatched = store.unmatched_feedback()
+    store.close()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'rule':40} {'shown':>7} {'accepted':>9} {'overridden':>11}  override reasons"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["override_reasons"].items()))
+        print(f"{r['rule']:40} {r['shown']:>7} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
+    if unmatched:
+        print(f"\n{unmatched} feedback entries name cards that are not in this ledger.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cds-service", description="CDS Hooks service for back pain with radiculopathy")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the production server (gunicorn) in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=0, help="worker processes (default: CPU count)")
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker")
+    serve.add_argument("--demo", action="store_true",
+                       help="demo mode: fixtures' own 'as of' dates are honoured and GET /demo is on")
+    serve.set_defaults(func=_serve)
+
+    ev = sub.add_parser("evaluate", help="run the HTTP pipeline on a request file and print the response")
+    ev.add_argument("request")
+    ev.add_argument("--fhir-server", help="fhirServer to use instead of the request's")
+    ev.add_argument("--as-of", help="evaluation date (YYYY-MM-DD) instead of the request's or today")
+    ev.set_defaults(func=_evaluate)
+
+    rep = sub.add_parser("report", help="per rule: cards shown, accepted, overridden")
+    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.set_defaults(func=_report)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -68,6 +68,8 @@ def episode_name(f: Facts) -> str:
     days = f.duration_days
     if days is None:
         return name
+    if f.chronic:
+        return f"Chronic {name[0].lower()}{name[1:]} since {f.onset_date.strftime('%b %Y')}"
     return f"{name}, {'week ' + str(days // 7) if days >= 7 else 'day ' + str(days)}"
 
 

@@ -216,7 +216,7 @@ def test_surgical_referral_for_severe_radicular_pain_beyond_12_weeks(client):
 
 def test_surgical_referral_for_neurogenic_claudication(client):
     plan = card_of(cards_for(client, "pv_stenosis_neurogenic_claudication_16_weeks"), "procedure.surgical-referral")
-    assert plan["summary"].startswith("Lumbar spinal stenosis, week 16")
+    assert plan["summary"] == "Chronic lumbar spinal stenosis since Nov 2025: care plan"
 
 
 def test_no_surgical_referral_with_mild_pain_or_referral_on_record(client):

@@ -1,0 +1,51 @@
+"""The 19 Synthea patients (shared/testdata/synthea): no cards without back pain, few cards with it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PV, SHARED, check_response, post, rules_of
+
+SYNTHEA = sorted((SHARED / "testdata" / "synthea").glob("*.json"))
+KEY_OF = {"Condition": "conditions", "MedicationRequest": "medicationRequests", "Medication": "medicationRequests",
+          "MedicationStatement": "medicationStatements", "Observation": "observations",
+          "Procedure": "procedures", "ServiceRequest": "serviceRequests"}
+
+
+def synthea_request(path) -> dict:
+    bundle = json.loads(path.read_text())
+    prefetch = {k: {"resourceType": "Bundle", "type": "searchset", "entry": []} for k in set(KEY_OF.values())}
+    patient_id = None
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            prefetch["patient"], patient_id = resource, resource["id"]
+        else:
+            prefetch[KEY_OF[resource["resourceType"]]]["entry"].append({"resource": resource})
+    return {"hook": "patient-view", "hookInstance": f"synthea-{path.stem}",
+            "context": {"userId": "Practitioner/synthea", "patientId": patient_id}, "prefetch": prefetch}
+
+
+@pytest.fixture
+def synthea_client(make_app):
+    return make_app({"as_of": "2026-06-01"}).test_client()
+
+
+def test_all_nineteen_patients_are_there():
+    assert len(SYNTHEA) == 19
+
+
+@pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.stem)
+def test_synthea_patient(synthea_client, path):
+    response = post(synthea_client, PV, synthea_request(path))
+    assert response.status_code == 200
+    cards = check_response(response.get_json())["cards"]
+    if path.stem.startswith(("negative-", "near-miss-")):
+        assert cards == [], rules_of(cards)
+    else:
+        assert 1 <= len(cards) <= 3, rules_of(cards)
+        plan = cards[-1]
+        assert plan["source"]["topic"]["code"] == "care-plan"
+        assert plan["summary"].startswith("Chronic low back pain since")

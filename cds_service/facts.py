@@ -180,9 +180,15 @@ class Drug:
         how = " — matched on the drug name" if self.by_name else ""
         return f"{self.name}{code}{how}"
 
+    @property
+    def dosages(self) -> list[dict]:
+        """dosageInstruction (requests) or dosage (statements), as a list of objects."""
+        raw = self.resource.get("dosageInstruction", self.resource.get("dosage"))
+        return [d for d in as_list(raw) if isinstance(d, dict)]
+
     @cached_property
     def daily(self) -> dosing.DailyAmount:
-        return dosing.daily_amount(self.resource.get("dosageInstruction", self.resource.get("dosage")))
+        return dosing.daily_amount(self.dosages)
 
     def strength_mg(self, ingredient: str) -> float | None:
         """mg per dosage unit of one ingredient, parsed from the drug name (RxNorm style)."""
@@ -487,6 +493,21 @@ class Facts:
         for d in self.current_of("ssri", "snri", "systemic_corticosteroid"):
             reasons.append(f"current {d.label}")
         return reasons
+
+    @cached_property
+    def opioid_exclusions(self) -> list[str]:
+        """CDC 2022 exclusions (RULES.md §1): active cancer, sickle cell disease, hospice/palliative, age < 18."""
+        out = [f"cancer: {c.label}" for c in unique(self.conditions_in("active_malignancy",
+                                                                        "red_flag_malignancy_bone_spine"))]
+        out += [f"sickle cell disease: {c.label}" for c in self.conditions_in("sickle_cell_disease")]
+        out += [f"palliative care: {c.label}" for c in self.conditions_in("hospice_palliative")]
+        if self.age is not None and self.age < 18:
+            out.append(f"age {self.age}")
+        return out
+
+    @property
+    def in_hospice(self) -> bool:
+        return bool(self.conditions_in("hospice_palliative"))
 
     @cached_property
     def pregnancies(self) -> list[ConditionFact]:
@@ -794,7 +815,8 @@ def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
     sets: frozenset[str] = frozenset()
     for k in codes:
         sets = sets | T.procedure_valuesets(k.system, k.code)
-    text = concept_text(res.get("code"))
+    code = res.get("code") if isinstance(res.get("code"), dict) else {}
+    text = code.get("text") if isinstance(code.get("text"), str) else next((k.display for k in codes if k.display), "")
     date = first_date(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod",
                       "authoredOn", "performedString")
     return ProcedureFact(ref, sets, _modality(sets, codes, text), date, text)

@@ -143,13 +143,16 @@ def remove_draft(ref: str, name: str, *, recommended: bool = True) -> Suggestion
                       recommended, f"removing the draft {name}")
 
 
-def replace_draft(ref: str, name: str, key: str, ctx: Ctx, *, recommended: bool = False) -> Suggestion:
-    item = medication_item(key)
-    return Suggestion(f"replace:{ref}:{item['code']['code']}", f"Replace {name} with {item['label']}",
-                      [{"type": "delete", "description": f"Remove the draft order for {name}", "resourceId": ref},
-                       {"type": "create", "description": f"Prescribe {item['label']}",
-                        "resource": medication_request(key, ctx)}],
-                      recommended, f"replacing {name} with {item['label']}")
+def replace_draft(ref: str, name: str, keys: str | list[str], ctx: Ctx, *, recommended: bool = False) -> Suggestion:
+    """One suggestion: delete the draft and create the replacement order(s)."""
+    keys = [keys] if isinstance(keys, str) else keys
+    items = [medication_item(k) for k in keys]
+    what = " with ".join(i["label"] for i in items)
+    actions = [{"type": "delete", "description": f"Remove the draft order for {name}", "resourceId": ref}]
+    actions += [{"type": "create", "description": f"Prescribe {i['label']}", "resource": medication_request(k, ctx)}
+                for k, i in zip(keys, items)]
+    return Suggestion(f"replace:{ref}:" + "+".join(i["code"]["code"] for i in items),
+                      f"Replace {name} with {what}", actions, recommended, f"replacing {name} with {what}")
 
 
 def update_draft(ref: str, name: str, resource: dict, label: str, *, recommended: bool = False) -> Suggestion:

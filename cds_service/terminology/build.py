@@ -35,17 +35,17 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _write(name: str, header: list[str], rows: list[list[str]]) -> int:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+def _write(out: Path, name: str, header: list[str], rows: list[list[str]]) -> int:
+    out.mkdir(parents=True, exist_ok=True)
     rows = sorted(set(map(tuple, rows)))
-    with (DATA_DIR / name).open("w", newline="", encoding="utf-8") as fh:
+    with (out / name).open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
     return len(rows)
 
 
-def build(codes: Path) -> dict[str, int]:
+def build(codes: Path, out: Path = DATA_DIR) -> dict[str, int]:
     missing = [f for f in INPUTS.values() if not (codes / f).is_file()]
     if missing:
         raise SystemExit(f"missing code lists in {codes}: {', '.join(missing)}")
@@ -60,7 +60,7 @@ def build(codes: Path) -> dict[str, int]:
         for r in _rows(codes / INPUTS["snomed"])
     ]
     counts["condition_valuesets.csv"] = _write(
-        "condition_valuesets.csv", ["valueset", "system", "code", "display", "source"], conditions
+        out, "condition_valuesets.csv", ["valueset", "system", "code", "display", "source"], conditions
     )
 
     procedures = [
@@ -74,7 +74,7 @@ def build(codes: Path) -> dict[str, int]:
         if r["valueset"] in {"spine_surgery", "nonpharm_procedures"}
     ]
     counts["procedure_valuesets.csv"] = _write(
-        "procedure_valuesets.csv", ["valueset", "system", "code", "display", "source"], procedures
+        out, "procedure_valuesets.csv", ["valueset", "system", "code", "display", "source"], procedures
     )
 
     drug_header = ["drug_rxcui", "tty", "drug_name", "ingredient_rxcui", "ingredient_name",
@@ -85,7 +85,7 @@ def build(codes: Path) -> dict[str, int]:
         for file_key, source in (("class_map", INPUTS["class_map"]), ("supplement", INPUTS["supplement"]))
         for r in _rows(codes / INPUTS[file_key])
     ]
-    counts["drugs.csv"] = _write("drugs.csv", drug_header, drugs)
+    counts["drugs.csv"] = _write(out, "drugs.csv", drug_header, drugs)
 
     omtk = [
         [r["drug_rxcui"], r["drug_name"], r["dose_form_name"], r["ingredient_rxcui"],
@@ -93,7 +93,7 @@ def build(codes: Path) -> dict[str, int]:
         for r in _rows(codes / INPUTS["omtk"])
     ]
     counts["opioid_strength.csv"] = _write(
-        "opioid_strength.csv",
+        out, "opioid_strength.csv",
         ["drug_rxcui", "drug_name", "dose_form", "ingredient_rxcui", "ingredient_name",
          "strength_value", "strength_unit"],
         omtk,
@@ -104,8 +104,9 @@ def build(codes: Path) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--codes", type=Path, required=True, help="folder with the source code lists")
+    p.add_argument("--out", type=Path, default=DATA_DIR, help="where to write (default: the package's data/)")
     args = p.parse_args(argv)
-    for name, n in build(args.codes).items():
+    for name, n in build(args.codes, args.out).items():
         print(f"{name}: {n} rows", file=sys.stderr)
     return 0
 

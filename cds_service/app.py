@@ -8,11 +8,16 @@ from typing import Mapping
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.exceptions import Unauthorized
 
 from . import knowledge, terminology
+from .auth import AuthError, Verifier
 from .config import Settings, load_settings
 from .fhir_client import FhirClient
 from .store import Store
+
+
+log = logging.getLogger("cds_service.auth")
 
 
 @dataclass
@@ -20,9 +25,28 @@ class State:
     settings: Settings
     store: Store
     fhir: FhirClient
+    verifier: Verifier
 
     def authenticate(self, request, endpoint: str) -> None:
-        """EHR JWT verification; filled in by the trust issue (auth.py). Unverified for now."""
+        """Check the EHR's JWT for a service, feedback or (when configured) discovery call."""
+        auth = self.settings.auth
+        required = bool(auth["required"]) and (endpoint != "discovery" or bool(auth["discovery"]))
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        if not required:
+            if token:
+                log.info("JWT not verified (auth.required is false)")
+            return
+        if not token:
+            log.warning("refused %s: no bearer token", request.path)
+            raise Unauthorized()
+        # The aud is the URL the EHR called, under the configured public base URL.
+        audience = self.settings.raw["public_base_url"].rstrip("/") + request.path
+        try:
+            self.verifier.verify(token, audience)
+        except AuthError as exc:
+            log.warning("refused %s: %s", request.path, exc)
+            raise Unauthorized() from None
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -34,7 +58,9 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.http["max_body_bytes"])
-    app.extensions["cds"] = State(settings, Store(settings.db), FhirClient(settings.fhir))
+    store = Store(settings.db)
+    app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),
+                                  Verifier(settings.auth, settings.raw["public_base_url"], store))
     CORS(app, origins=settings.http["cors_origins"], allow_headers=["Authorization", "Content-Type"],
          methods=["GET", "POST", "OPTIONS"], max_age=600)
 

@@ -170,6 +170,13 @@ def _validate(raw: dict) -> None:
             dt.date.fromisoformat(str(raw["as_of"]))
         except ValueError as exc:
             raise ConfigError(f"as_of must be a date (YYYY-MM-DD): {raw['as_of']!r}") from exc
+    if raw["auth"]["required"] and not raw["public_base_url"]:
+        raise ConfigError("auth.required needs public_base_url (the base URL EHRs call; the JWT aud is checked against it)")
+    for client in raw["auth"]["clients"]:
+        if not isinstance(client, dict) or not isinstance(client.get("iss"), str):
+            raise ConfigError("every [[auth.clients]] block needs an iss")
+        if not client.get("jku") and not client.get("jwks_file"):
+            raise ConfigError(f"auth client {client['iss']}: give jku (allow-listed JWKS URLs) and/or jwks_file")
     allowed = raw["fhir"]["allowed_servers"]
     if allowed is not None and not (isinstance(allowed, list) and all(isinstance(a, str) for a in allowed)):
         raise ConfigError("fhir.allowed_servers must be a list of base URLs")

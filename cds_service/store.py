@@ -221,6 +221,26 @@ class Store:
                 "SELECT COUNT(*) FROM feedback f WHERE NOT EXISTS "
                 "(SELECT 1 FROM card_rule c WHERE c.card_uuid = f.card_uuid)").fetchone()[0]
 
+    # -- JWT replay cache (shared by every worker and instance on this database) ---------------
+    def remember_jti(self, iss: str, jti: str, expires_at: int) -> bool:
+        """Record a token id; False when it was seen before (a replay)."""
+        now = int(time.time())
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                if now % 64 == 0:  # now and then, forget tokens that can no longer be replayed
+                    self._conn.execute("DELETE FROM seen_jti WHERE expires_at < ?", (now,))
+                self._conn.execute("INSERT INTO seen_jti VALUES (?,?,?)", (iss, jti, expires_at))
+                self._conn.execute("COMMIT")
+                return True
+            except sqlite3.IntegrityError:
+                self._conn.execute("ROLLBACK")
+                return False
+            except Exception:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
     def ping(self) -> bool:
         with self._lock:
             return self._conn.execute("SELECT 1").fetchone() == (1,)

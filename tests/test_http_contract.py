@@ -152,7 +152,7 @@ def test_spec_feedback_examples_are_accepted_and_idempotent(client, app):
 
 
 def test_cors_preflight_needs_no_authentication(make_app):
-    app = make_app({"auth": {"required": True}})
+    app = make_app({"public_base_url": "https://cds.example.org", "auth": {"required": True, "clients": []}})
     response = app.test_client().options(PV, headers={
         "Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type"})

@@ -288,3 +288,41 @@ def prefetch_resources(body: dict) -> list[dict]:
         elif isinstance(value, dict) and value.get("resourceType") != "OperationOutcome":
             out.append(value)
     return out
+
+
+# -- `cds-service serve` as in production ------------------------------------------------------
+def cli_path() -> str:
+    import sys
+    return str(Path(sys.executable).parent / "cds-service")
+
+
+class LiveServer:
+    """`cds-service serve` in a subprocess on a free loopback port; stop() sends SIGTERM."""
+
+    def __init__(self, env: dict, workers: int = 2, demo: bool = False):
+        import os
+        import socket
+        import subprocess
+        import requests
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        args = [cli_path(), "serve", "--port", str(port), "--workers", str(workers)] + (["--demo"] if demo else [])
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.base = f"http://127.0.0.1:{port}"
+        for _ in range(150):
+            try:
+                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError("cds-service serve did not start")
+
+    def stop(self) -> tuple[int, str]:
+        import signal
+        self.proc.send_signal(signal.SIGTERM)
+        _, stderr = self.proc.communicate(timeout=30)
+        return self.proc.returncode, stderr

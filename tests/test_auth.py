@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import jwt
 import pytest
@@ -21,12 +15,11 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from conftest import PV, SPEC, load_fixture, post
+from conftest import PV, SPEC, LiveServer, load_fixture
 
 BASE = "https://cds.example.org"
 ISS = "https://ehr.example.org"
 AUD = BASE + PV
-CLI = str(Path(sys.executable).parent / "cds-service")
 
 
 def ec_key():
@@ -231,50 +224,24 @@ def test_unverified_when_auth_not_required(client, keys):
 
 
 # -- replay across processes: two `cds-service serve` instances on one store ---------------------
-def _port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def _serve(config: Path, db: Path):
-    port = _port()
-    env = {**os.environ, "CDS_SERVICE_CONFIG": str(config), "CDS_SERVICE_DB": str(db)}
-    proc = subprocess.Popen([CLI, "serve", "--port", str(port), "--workers", "2"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(base + "/healthz", timeout=1)
-            return proc, base
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
-
-
 def test_replay_refused_across_workers_instances_and_restarts(tmp_path, keys, jwks_file):
     config = tmp_path / "cds.toml"
     config.write_text(f'public_base_url = "{BASE}"\n[auth]\nrequired = true\n[[auth.clients]]\n'
                       f'iss = "{ISS}"\njwks_file = "{jwks_file}"\n')
-    db = tmp_path / "shared.sqlite3"
+    env = {"CDS_SERVICE_CONFIG": str(config), "CDS_SERVICE_DB": str(tmp_path / "shared.sqlite3")}
     body = load_fixture("pv_lumbar_radiculopathy_6_weeks")
-    first, base1 = _serve(config, db)
-    second, base2 = _serve(config, db)
+    tok = token(keys["ec"])
+    auth = {"Authorization": f"Bearer {tok}"}
+    first, second = LiveServer(env), LiveServer(env)
     try:
-        tok = token(keys["ec"])
-        assert requests.post(base1 + PV, json=body, headers={"Authorization": f"Bearer {tok}"}).status_code == 200
-        for base in (base1, base1, base2, base2):  # other worker of the same instance, and the other instance
-            assert requests.post(base + PV, json=body, headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+        assert requests.post(first.base + PV, json=body, headers=auth).status_code == 200
+        for base in (first.base, first.base, second.base, second.base):  # other worker, other instance
+            assert requests.post(base + PV, json=body, headers=auth).status_code == 401
     finally:
-        for proc in (first, second):
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-            assert tok not in stderr
-    third, base3 = _serve(config, db)  # a restart keeps the replay cache
+        for server in (first, second):
+            assert tok not in server.stop()[1]
+    third = LiveServer(env)  # a restart keeps the replay cache
     try:
-        assert requests.post(base3 + PV, json=body, headers={"Authorization": f"Bearer {tok}"}).status_code == 401
+        assert requests.post(third.base + PV, json=body, headers=auth).status_code == 401
     finally:
-        third.send_signal(signal.SIGTERM)
-        third.communicate(timeout=30)
+        third.stop()

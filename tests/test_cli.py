@@ -5,22 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import requests
 
-from conftest import FIXTURES, PV, check_response, load_fixture, rules_of
+from conftest import FIXTURES, PV, LiveServer, check_response, cli_path, load_fixture, rules_of
 
-CLI = str(Path(sys.executable).parent / "cds-service")
 
 
 def run(*args, env=None, **kwargs):
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([cli_path(), *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})}, **kwargs)
 
 
@@ -47,48 +41,29 @@ def test_evaluate_reports_errors_as_operation_outcome(tmp_path):
     assert json.loads(result.stdout)["resourceType"] == "OperationOutcome"
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_serve_answers_like_production_and_keeps_the_ledger_on_shutdown(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "CDS_SERVICE_DB": str(tmp_path / "ledger.sqlite3")}
-    proc = subprocess.Popen([CLI, "serve", "--port", str(port), "--workers", "2", "--demo"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    env = {"CDS_SERVICE_DB": str(tmp_path / "ledger.sqlite3")}
+    server = LiveServer(env, workers=2, demo=True)
     try:
-        for _ in range(100):
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
         body = load_fixture("pv_back_pain_with_fever")
         uuids = []
         for _ in range(4):
-            response = requests.post(base + PV, json=body, timeout=10)
+            response = requests.post(server.base + PV, json=body, timeout=10)
             assert response.status_code == 200
             uuids += [c["uuid"] for c in check_response(response.json())["cards"]]
-        warning = uuids[0]
-        fb = requests.post(base + PV + "/feedback", json={"feedback": [
-            {"card": warning, "outcome": "overridden", "outcomeTimestamp": "2026-03-01T10:00:00Z"}]}, timeout=10)
+        fb = requests.post(server.base + PV + "/feedback", json={"feedback": [
+            {"card": uuids[0], "outcome": "overridden", "outcomeTimestamp": "2026-03-01T10:00:00Z"}]}, timeout=10)
         assert fb.status_code == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
+        returncode, stderr = server.stop()
+    assert returncode == 0, stderr
     assert "pv-fever" not in stderr  # no patient id in the logs
-    report = run("report", "--format", "json", env={"CDS_SERVICE_DB": str(tmp_path / "ledger.sqlite3")})
+    report = run("report", "--format", "json", env=env)
     rows = {r["rule"]: r for r in json.loads(report.stdout)}
     assert rows["red-flag.infection"]["shown"] == 4  # every card written before the workers stopped
     assert rows["red-flag.infection"]["overridden"] == 1
     assert rows["first-line.conservative"]["shown"] == 4
-    table = run("report", env={"CDS_SERVICE_DB": str(tmp_path / "ledger.sqlite3")})
+    table = run("report", env=env)
     assert "red-flag.infection" in table.stdout and "overridden" in table.stdout
 
 

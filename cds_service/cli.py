@@ -11,6 +11,22 @@ from pathlib import Path
 from .config import ConfigError, load_settings
 
 
+def server_options(host: str, port: int, workers: int, threads: int) -> dict:
+    """The production gunicorn configuration (the benchmark serves its no-op baseline with it too)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers or os.cpu_count() or 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "accesslog": None,  # one line per request comes from the service's own log, without PHI
+        "errorlog": "-",
+        "loglevel": "info",
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+    }
+
+
 def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -30,19 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     class Server(BaseApplication):
         def load_config(self):
-            options = {
-                "bind": f"{args.host}:{args.port}",
-                "workers": args.workers or os.cpu_count() or 1,
-                "worker_class": "gthread",
-                "threads": args.threads,
-                "accesslog": None,  # one line per request comes from the service's own log, without PHI
-                "errorlog": "-",
-                "loglevel": "info",
-                "timeout": 30,
-                "graceful_timeout": 10,
-                "keepalive": 5,
-                "worker_exit": worker_exit,
-            }
+            options = server_options(args.host, args.port, args.workers, args.threads)
+            options["worker_exit"] = worker_exit
             for key, value in options.items():
                 self.cfg.set(key, value)
 

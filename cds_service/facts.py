@@ -76,6 +76,11 @@ def parse_date(value: object) -> dt.date | None:
     """FHIR date/dateTime/instant to a date (UTC when a time zone is given); partial dates round down."""
     if not isinstance(value, str):
         return None
+    if len(value) == 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
     if "T" in value and len(value) > 10:
         try:
             stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -540,6 +545,43 @@ def _coded(concept: object) -> list[Coded]:
     return out
 
 
+def _raw_codes(concept: object) -> list[tuple[str, str]]:
+    """(system, normalised code) pairs of a CodeableConcept, without building Coded objects."""
+    if not isinstance(concept, dict):
+        return []
+    coding = concept.get("coding")
+    if not isinstance(coding, list):
+        coding = [coding] if isinstance(coding, dict) else []
+    out = []
+    for c in coding:
+        if isinstance(c, dict):
+            system = normalise_system(c.get("system"))
+            code = normalise_code(system, c.get("code"))
+            if system and code:
+                out.append((system, code))
+    return out
+
+
+def _in_condition_sets(T: Terminology, concept: object) -> bool:
+    if not isinstance(concept, dict):
+        return False
+    coding = concept.get("coding")
+    if isinstance(coding, dict):
+        coding = [coding]
+    return isinstance(coding, list) and any(
+        isinstance(c, dict) and T.condition_sets_raw(c.get("system"), c.get("code")) for c in coding)
+
+
+def _in_procedure_sets(T: Terminology, concept: object) -> bool:
+    if not isinstance(concept, dict):
+        return False
+    coding = concept.get("coding")
+    if isinstance(coding, dict):
+        coding = [coding]
+    return isinstance(coding, list) and any(
+        isinstance(c, dict) and T.procedure_sets_raw(c.get("system"), c.get("code")) for c in coding)
+
+
 def condition_is_active(res: dict) -> bool:
     verification = status_code(res.get("verificationStatus"))
     if verification in EXCLUDED_VERIFICATION:
@@ -555,6 +597,8 @@ def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indic
     sets: frozenset[str] = frozenset()
     for k in codes:
         sets = sets | T.condition_valuesets(k.system, k.code)
+    if not sets:
+        return None  # in no value set: no rule can use it
     onset = parse_date(res.get("onsetDateTime")) or period_start(res.get("onsetPeriod"))
     onset_age = res.get("onsetAge")
     if onset is None and birth and isinstance(onset_age, dict) and isinstance(onset_age.get("value"), (int, float)):
@@ -626,34 +670,82 @@ def _drug_classes(ingredients: Iterable[Ingredient], route: str | None, aspirin_
     return frozenset(classes)
 
 
-def _drug(T: Terminology, res: dict, record: PatientRecord, ref: str, is_draft=False, selected=False) -> Drug | None:
-    concept, ingredient_concepts = _medication_concept(res, record)
-    if concept is None and not ingredient_concepts:
-        return None
+@dataclass(frozen=True)
+class _Classified:
+    rxcui: str | None
+    name: str
+    ingredients: tuple[Ingredient, ...]
+    route: str | None
+    er_la: bool
+    by_name: bool
+
+
+_CLASSIFIED: dict[tuple, _Classified] = {}  # the same drugs recur across records: classify each once
+
+
+def _concept_key(concept: object) -> tuple:
+    """What classification reads of a concept: its text and (system, code, display) codings."""
+    if not isinstance(concept, dict):
+        return ()
+    text = concept.get("text") if isinstance(concept.get("text"), str) else None
+    return (text,) + tuple((c.get("system"), c.get("code"), c.get("display")) for c in codings(concept)
+                           if all(isinstance(c.get(k), (str, type(None))) for k in ("system", "code", "display")))
+
+
+def _known_rxcui(T: Terminology, concept: object) -> str | None:
+    """A known RxNorm code of the concept (clinical drug preferred to ingredient), read cheaply."""
+    best = None
+    for c in codings(concept):
+        code = c.get("code")
+        if isinstance(code, str) and code in T.drugs and normalise_system(c.get("system")) == RXNORM:
+            if best is None or T.drugs[best].tty == "IN":
+                best = code
+    return best
+
+
+def _classify(T: Terminology, concept: dict | None, ingredient_concepts: list[dict]) -> _Classified:
+    rxcui = _known_rxcui(T, concept)
+    key = ("rxnorm", rxcui) if rxcui else (_concept_key(concept), tuple(_concept_key(c) for c in ingredient_concepts))
+    hit = _CLASSIFIED.get(key)
+    if hit is not None:
+        return hit
     entry = None
     for k in _coded(concept):
         if k.system == RXNORM:
             candidate = T.drug(k.code)
             if candidate and (entry is None or (entry.tty == "IN" and candidate.tty != "IN")):
                 entry = candidate
-    text = " ".join(filter(None, [concept_text(concept)] + [concept_text(c) for c in ingredient_concepts]))
-    by_name = False
     if entry:
-        ingredients, name, rxcui = entry.ingredients, entry.name, entry.rxcui
-        route, er = entry.route, entry.er_la
+        result = _Classified(entry.rxcui, entry.name, entry.ingredients, entry.route, entry.er_la, False)
     else:
-        ingredients = ()
+        text = " ".join(filter(None, [concept_text(concept)] + [concept_text(c) for c in ingredient_concepts]))
+        ingredients: tuple[Ingredient, ...] = ()
         for c in ingredient_concepts:
             for k in _coded(c):
                 if k.system == RXNORM and T.drug(k.code):
                     ingredients += T.drug(k.code).ingredients
+        by_name = False
         if not ingredients:
             ingredients = T.ingredients_in_text(text)
             by_name = bool(ingredients)
         name = (concept.get("text") if isinstance(concept, dict) and isinstance(concept.get("text"), str) else None) \
             or next((k.display for k in _coded(concept) if k.display), None) or text or "unnamed medication"
         rxcui = next((k.code for k in _coded(concept) if k.system == RXNORM), None)
-        route, er = route_from_name(text), er_from_name(text)
+        result = _Classified(rxcui, name, tuple(ingredients), route_from_name(text), er_from_name(text), by_name)
+    if len(_CLASSIFIED) > 50_000:
+        _CLASSIFIED.clear()
+    _CLASSIFIED[key] = result
+    return result
+
+
+def _drug(T: Terminology, res: dict, record: PatientRecord, ref: str, is_draft=False, selected=False) -> Drug | None:
+    concept, ingredient_concepts = _medication_concept(res, record)
+    if concept is None and not ingredient_concepts:
+        return None
+    c = _classify(T, concept, ingredient_concepts)
+    if not c.ingredients:
+        return None  # a drug the knowledge base does not know cannot fire or answer any rule
+    ingredients, name, rxcui, route, er, by_name = c.ingredients, c.name, c.rxcui, c.route, c.er_la, c.by_name
     if route is None:
         for dosage in as_list(res.get("dosageInstruction", res.get("dosage"))):
             if isinstance(dosage, dict):
@@ -722,6 +814,8 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
 
     conditions = []
     for res in record.conditions:
+        if not _in_condition_sets(T, res.get("code")):
+            continue  # cheap rejection first: most of a long problem list is in no value set
         if condition_is_active(res):
             fact = _condition_fact(T, res, birth)
             if fact and fact.valuesets:
@@ -768,11 +862,15 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
 
     procedures = []
     for res in record.procedures:
+        if not _in_procedure_sets(T, res.get("code")):
+            continue
         if status_code(res.get("status")) not in EXCLUDED_PROCEDURE:
             fact = _procedure_fact(T, res, f"Procedure/{res.get('id')}")
             if fact.valuesets:
                 procedures.append(fact)
     for res in record.service_requests:
+        if not _in_procedure_sets(T, res.get("code")):
+            continue
         if status_code(res.get("status")) not in EXCLUDED_SERVICE_REQUEST:
             fact = _procedure_fact(T, res, f"ServiceRequest/{res.get('id')}")
             if fact.valuesets:
@@ -790,7 +888,7 @@ def _indications(T: Terminology, order: dict, record: PatientRecord, birth) -> l
     out = []
     for concept in as_list(order.get("reasonCode")):
         fact = _condition_fact(T, {"code": concept}, birth, from_indication=True)
-        if fact.valuesets:
+        if fact:
             out.append(fact)
     for ref in as_list(order.get("reasonReference")):
         target = ref.get("reference") if isinstance(ref, dict) else None
@@ -805,7 +903,7 @@ def _indications(T: Terminology, order: dict, record: PatientRecord, birth) -> l
             cond = next((c for c in record.conditions if c.get("id") == rid), None)
         if isinstance(cond, dict) and condition_is_active(cond):
             fact = _condition_fact(T, {"code": cond.get("code")}, birth, from_indication=True)
-            if fact.valuesets:
+            if fact:
                 out.append(fact)
     return out
 
@@ -830,10 +928,8 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
     labs: dict[str, list[Lab]] = {}
     unreadable: list[str] = []
     for res in observations:
-        if status_code(res.get("status")) in {"entered-in-error", "cancelled"}:
-            continue
-        codes = [k.code for k in _coded(res.get("code")) if k.system == LOINC and k.code in wanted]
-        if not codes:
+        codes = [code for system, code in _raw_codes(res.get("code")) if system == LOINC and code in wanted]
+        if not codes or status_code(res.get("status")) in {"entered-in-error", "cancelled"}:
             continue
         date = first_date(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
         value = _observation_value(res)

@@ -4,9 +4,10 @@ OperationOutcome that says what is wrong, without echoing request values (which 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
+
+import orjson
 
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
@@ -34,8 +35,7 @@ def operation_outcome(status: int, code: str, message: str) -> Response:
 
 
 def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 def state():
@@ -47,7 +47,7 @@ def _read_json_object() -> dict:
     if not raw:
         raise ApiError(400, "invalid", "the request body is empty; a JSON object is required")
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid", f"the request body is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(body, dict):

@@ -99,6 +99,8 @@ def _references_patient(resource: dict, patient_id: str) -> bool:
     ref = ref_holder.get("reference")
     if not isinstance(ref, str):
         return True  # identifier- or display-only reference: cannot tell, keep
+    if ref == "Patient/" + patient_id:
+        return True
     parts = ref.split("/_history/")[0].rstrip("/").split("/")
     return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id
 

@@ -90,7 +90,8 @@ class Terminology:
         self.drugs: dict[str, DrugEntry] = {}
         self.opioid_strength: dict[str, tuple[OpioidStrength, ...]] = {}
         self._name_to_ingredient: dict[str, Ingredient] = {}
-        self._name_pattern: re.Pattern[str] | None = None
+        self._max_name_words = 1
+        self._raw_condition_memo: dict[tuple, frozenset[str]] = {}
         self._load()
 
     # -- loading ---------------------------------------------------------------------------
@@ -158,13 +159,35 @@ class Terminology:
                 brand_ings.setdefault(m.group(1).lower(), set()).update(entry.ingredients)
         for row in self._csv("curated", "drug_names.csv"):
             names[row["name"].lower()] = Ingredient("", row["ingredient_name"], row["drug_class"])
-        self._name_to_ingredient = names
-        self._brand_to_ingredients = {b: tuple(sorted(i, key=lambda x: x.name))
-                                      for b, i in brand_ings.items() if b not in names}
-        alternatives = sorted(set(names) | set(self._brand_to_ingredients), key=len, reverse=True)
-        self._name_pattern = re.compile(r"\b(" + "|".join(map(re.escape, alternatives)) + r")\b", re.I)
+        self._name_to_ingredient = {_words(n): ing for n, ing in names.items()}
+        self._brand_to_ingredients = {_words(b): tuple(sorted(i, key=lambda x: x.name))
+                                      for b, i in brand_ings.items() if _words(b) not in self._name_to_ingredient}
+        # Names are looked up as word n-grams (a dict probe per word), not with one huge regex.
+        self._max_name_words = max(len(n.split()) for n in
+                                   set(self._name_to_ingredient) | set(self._brand_to_ingredients))
 
     # -- lookups ---------------------------------------------------------------------------
+    def condition_sets_raw(self, system: object, code: object) -> frozenset[str]:
+        """Value sets of a coding as recorded (any system spelling, ICD-10-CM with or without the dot).
+
+        Memoised on the raw pair: a long record repeats the same few hundred codes."""
+        key = (system, code)
+        try:
+            return self._raw_condition_memo[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable values in a malformed coding
+            return frozenset()
+        s = normalise_system(system)
+        found = self.condition_valuesets(s, normalise_code(s, code))
+        if len(self._raw_condition_memo) < 200_000:
+            self._raw_condition_memo[key] = found
+        return found
+
+    def procedure_sets_raw(self, system: object, code: object) -> frozenset[str]:
+        s = normalise_system(system)
+        return self.procedure_valuesets(s, normalise_code(s, code)) if isinstance(code, str) else frozenset()
+
     def condition_valuesets(self, system: str | None, code: str | None) -> frozenset[str]:
         if not system or not code:
             return frozenset()
@@ -186,16 +209,28 @@ class Terminology:
 
     def ingredients_in_text(self, text: str) -> tuple[Ingredient, ...]:
         """Ingredients named in free text (generic, brand or curated names), for the name fallback."""
+        words = _WORD.findall(text.lower())
         found: dict[str, Ingredient] = {}
-        for m in self._name_pattern.finditer(text):
-            word = m.group(1).lower()
-            if word in self._name_to_ingredient:
-                ing = self._name_to_ingredient[word]
-                found[ing.name] = ing
-            else:
-                for ing in self._brand_to_ingredients.get(word, ()):
+        for i in range(len(words)):
+            for n in range(min(self._max_name_words, len(words) - i), 0, -1):
+                phrase = " ".join(words[i:i + n])
+                ing = self._name_to_ingredient.get(phrase)
+                if ing is not None:
                     found[ing.name] = ing
+                    break
+                brand = self._brand_to_ingredients.get(phrase)
+                if brand:
+                    for b in brand:
+                        found[b.name] = b
+                    break
         return tuple(found.values())
+
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def _words(name: str) -> str:
+    return " ".join(_WORD.findall(name.lower()))
 
 
 # Dose-form words → route, first match wins (topical forms before the generic "tablet"/"oral").

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 from dataclasses import dataclass
 from typing import Mapping
@@ -50,9 +51,38 @@ class State:
             raise Unauthorized() from None
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info and record.levelno >= logging.ERROR:
+            entry["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = getattr(record, "fields", None)
+        return text + (" " + " ".join(f"{k}={v}" for k, v in fields.items()) if fields else "")
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("cds_service")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = True  # tests capture through the root logger
+
+
 def create_app(config: Mapping | None = None) -> Flask:
     settings = load_settings(config)
-    logging.basicConfig(level=settings.raw["log_level"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.raw["log_level"], settings.raw["log_format"])
     # Load the knowledge base now, so the first request does not pay for it.
     terminology.load()
     knowledge.sources(), knowledge.orderables(), knowledge.override_reasons()

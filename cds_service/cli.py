@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .config import ConfigError, load_settings
@@ -39,6 +40,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
 
+    # Metrics from every worker are aggregated through files (prometheus-client multiprocess mode);
+    # the folder must be set before a worker first imports prometheus_client, and start empty.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="cds-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.makedirs(metrics_dir, exist_ok=True)
+    for stale in Path(metrics_dir).glob("*.db"):
+        stale.unlink()
+
+    def child_exit(server, worker):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
+
     def worker_exit(server, worker):  # a clean shutdown writes what the ledger still holds
         app = getattr(worker, "wsgi", None)
         if app is not None and hasattr(app, "extensions"):
@@ -48,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
         def load_config(self):
             options = server_options(args.host, args.port, args.workers, args.threads)
             options["worker_exit"] = worker_exit
+            options["child_exit"] = child_exit
             for key, value in options.items():
                 self.cfg.set(key, value)
 
@@ -113,6 +127,35 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def rule_rows() -> list[dict]:
+    """Every rule, from the code's own definitions (rules/*.py), for clinical review."""
+    from . import knowledge
+    from .rules import CATALOGUE
+    registry = knowledge.sources()
+    return [{"id": r.id, "title": r.title, "hooks": sorted(r.hooks), "trigger": r.trigger, "levels": list(r.levels),
+             "suggests": r.suggests,
+             "sources": [{"id": s, "label": registry[s].label, "url": registry[s].url} for s in r.sources]}
+            for r in CATALOGUE]
+
+
+def _rules(args: argparse.Namespace) -> int:
+    rows = rule_rows()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif args.format == "markdown":
+        print("| id | hooks | fires when | level | suggests | sources |\n|---|---|---|---|---|---|")
+        for r in rows:
+            sources = "; ".join(f"[{s['label']}]({s['url']})" for s in r["sources"])
+            print(f"| `{r['id']}` | {', '.join(r['hooks'])} | {r['trigger']} | {' / '.join(r['levels'])} | "
+                  f"{r['suggests']} | {sources} |")
+    else:
+        for r in rows:
+            print(f"{r['id']}  [{', '.join(r['hooks'])}]  {' / '.join(r['levels'])}\n    {r['title']}\n"
+                  f"    fires when: {r['trigger']}\n    suggests: {r['suggests']}\n"
+                  f"    sources: {', '.join(s['label'] for s in r['sources'])}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description="CDS Hooks service for back pain with radiculopathy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,9 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--format", choices=("table", "json"), default="table")
     rep.set_defaults(func=_report)
 
+    rules = sub.add_parser("rules", help="every rule: id, hooks, trigger, levels, suggestions, sources")
+    rules.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    rules.set_defaults(func=_rules)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `cds-service rules | head`
+        return 0
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2

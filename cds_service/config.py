@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "public_base_url": None,
     "demo": False,  # enables GET /demo and the fixtures' own "as of" date (request extension)
     "log_level": "INFO",
+    "log_format": "json",  # or "text"
     "cards": {"merge_info": True},
     "rules": {"parameters": dict(RULE_PARAMETERS), "disabled": [], "levels": {}},
     "fhir": {
@@ -59,6 +60,7 @@ ENV = {
     "CDS_SERVICE_PUBLIC_BASE_URL": ("public_base_url",),
     "CDS_SERVICE_DEMO": ("demo",),
     "CDS_SERVICE_LOG_LEVEL": ("log_level",),
+    "CDS_SERVICE_LOG_FORMAT": ("log_format",),
     "CDS_SERVICE_REQUIRE_HTTPS": ("fhir", "require_https"),
     "CDS_SERVICE_AUTH_REQUIRED": ("auth", "required"),
 }

@@ -12,7 +12,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import validation
+from . import metrics, terminology, validation
 from .record import DataUnavailable
 from .registry import SERVICES, evaluate_request, knowledge_version
 
@@ -106,12 +106,23 @@ def call_service(service_id: str):
     try:
         result = evaluate_request(service, body, state().settings, state().fhir, today)
     except DataUnavailable as exc:
-        g.fetch = "failed"
+        g.fetch_failed = len(exc.problems)
+        metrics.DATA_UNAVAILABLE.labels(service.id).inc()
+        metrics.FHIR_FETCHES.labels("failed").inc(len(exc.problems))
         raise ApiError(412, "incomplete", "required FHIR data could not be obtained: " + str(exc)) from None
     cards = [c.card for c in result.cards]
     state().store.record_cards(service.id, body.get("hookInstance"), [(c.card, c.rule_ids) for c in result.cards])
     g.rules = sorted({r for c in result.cards for r in c.rule_ids})
-    g.fetch = f"{result.record.fetch_count} in {result.record.fetch_seconds * 1000:.0f} ms"
+    g.fetch_count, g.fetch_ms = result.record.fetch_count, round(result.record.fetch_seconds * 1000, 1)
+    fetched = result.record.fetch_count
+    if fetched:
+        failed = len(result.record.unavailable)
+        metrics.FHIR_FETCHES.labels("ok").inc(fetched - failed)
+        if failed:
+            metrics.FHIR_FETCHES.labels("failed").inc(failed)
+    for built in result.cards:
+        for rule_id in built.rule_ids:
+            metrics.CARDS.labels(rule_id, built.card["indicator"]).inc()
     return _json({"cards": cards})
 
 
@@ -125,12 +136,37 @@ def feedback(service_id: str):
     if problems:
         raise ApiError(400, "invalid", "invalid feedback: " + "; ".join(problems))
     state().store.add_feedback(service_id, body["feedback"])
+    for item in body["feedback"]:
+        metrics.FEEDBACK.labels(item["outcome"]).inc()
     return _json({})
 
 
 @bp.get("/healthz")
 def healthz():
+    """Alive: the process answers."""
     return _json({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Ready: the knowledge base is loaded and the store answers."""
+    problems = []
+    if not terminology.load().drugs:
+        problems.append("knowledge base not loaded")
+    try:
+        state().store.ping()
+    except Exception as exc:  # the store's driver errors differ by backend
+        problems.append(f"store unreachable ({type(exc).__name__})")
+    body = {"status": "ready" if not problems else "not ready", "knowledge": knowledge_version()}
+    if problems:
+        body["problems"] = problems
+    return _json(body, 200 if not problems else 503)
+
+
+@bp.get("/metrics")
+def metrics_endpoint():
+    data, content_type = metrics.render()
+    return Response(data, mimetype=content_type.split(";")[0], content_type=content_type)
 
 
 @bp.before_app_request
@@ -141,11 +177,20 @@ def _start_timer():
 @bp.after_app_request
 def _log_request(response: Response):
     if request.path.startswith("/cds-services"):
-        elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        # No PHI, no tokens: ids of services and rules, the hookInstance, figures.
-        log.info("%s %s status=%s ms=%.1f hook=%s hookInstance=%s rules=%s fhir=%s", request.method,
-                 request.path, response.status_code, elapsed, g.get("hook", "-"), g.get("hook_instance", "-"),
-                 ",".join(g.get("rules", [])) or "-", g.get("fetch", "-"))
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        service = request.view_args.get("service_id", "-") if request.view_args else "-"
+        if request.endpoint == "cds.call_service":
+            metrics.REQUEST_SECONDS.labels(service if service in SERVICES else "unknown",
+                                           str(response.status_code)).observe(elapsed)
+        if response.status_code == 401:
+            metrics.AUTH_FAILURES.labels(request.endpoint or "-").inc()
+        # One line per request, no PHI and no tokens: ids of services and rules, hookInstance, figures.
+        log.info("request", extra={"fields": {
+            "method": request.method, "path": request.path, "service": service, "hook": g.get("hook"),
+            "hookInstance": g.get("hook_instance"), "status": response.status_code,
+            "latency_ms": round(elapsed * 1000, 1), "rules": g.get("rules", []),
+            "fhir_fetches": g.get("fetch_count", 0), "fhir_ms": g.get("fetch_ms", 0.0),
+            "fhir_failed": g.get("fetch_failed", 0)}})
     return response
 
 

@@ -1,0 +1,29 @@
+"""Prometheus metrics (no PHI: service ids, rule ids, indicators, outcomes only).
+
+Under gunicorn every worker writes to $PROMETHEUS_MULTIPROC_DIR (set by `cds-service serve`
+before the workers import this module) and GET /metrics aggregates them."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
+                               generate_latest, multiprocess)
+
+REQUEST_SECONDS = Histogram("cds_request_duration_seconds", "Time to answer a CDS Hooks call",
+                            ["service", "status"],
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+CARDS = Counter("cds_cards_total", "Cards returned, per rule and indicator", ["rule", "indicator"])
+FHIR_FETCHES = Counter("cds_fhir_fetches_total", "Prefetch keys read from the EHR's FHIR server", ["outcome"])
+DATA_UNAVAILABLE = Counter("cds_data_unavailable_total", "Calls answered 412: required data unobtainable",
+                           ["service"])
+AUTH_FAILURES = Counter("cds_auth_failures_total", "Calls refused 401", ["endpoint"])
+FEEDBACK = Counter("cds_feedback_total", "Feedback entries received", ["outcome"])
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -89,7 +89,7 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.http["max_body_bytes"])
-    store = Store(settings.db)
+    store = Store(settings.db, schema=settings.raw.get("db_schema"))
     app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),
                                   Verifier(settings.auth, settings.raw["public_base_url"], store))
     CORS(app, origins=settings.http["cors_origins"], allow_headers=["Authorization", "Content-Type"],

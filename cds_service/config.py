@@ -27,7 +27,8 @@ RULE_PARAMETERS: dict[str, float] = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "db": "./cds-service.sqlite3",
+    "db": "./cds-service.sqlite3",  # a file path (SQLite) or postgresql://user:pass@host/db
+    "db_schema": None,  # PostgreSQL schema (default: the connection's search_path)
     "as_of": None,  # fixed evaluation date (YYYY-MM-DD); None = today in UTC
     "public_base_url": None,
     "demo": False,  # enables GET /demo and the fixtures' own "as of" date (request extension)
@@ -56,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
 
 ENV = {
     "CDS_SERVICE_DB": ("db",),
+    "CDS_SERVICE_DB_SCHEMA": ("db_schema",),
     "CDS_SERVICE_AS_OF": ("as_of",),
     "CDS_SERVICE_PUBLIC_BASE_URL": ("public_base_url",),
     "CDS_SERVICE_DEMO": ("demo",),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import uuid
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,20 +64,64 @@ def load_fixture(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
+# -- both store backends: every app-level test runs on SQLite and on PostgreSQL ------------------
+PG_DSN = os.environ.get("CDS_TEST_POSTGRES")
+# In CI the PostgreSQL runs are mandatory: without a server they fail, they are never skipped.
+BACKENDS = ["sqlite", "postgresql"] if (PG_DSN or os.environ.get("CI")) else ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
 @pytest.fixture
-def app(tmp_path):
-    app = create_app({"db": str(tmp_path / "ledger.sqlite3"), "demo": True})
+def store_config(backend, tmp_path):
+    """Returns a fresh store configuration per call: a SQLite file, or a PostgreSQL schema."""
+    schemas = []
+
+    def make() -> dict:
+        if backend == "sqlite":
+            return {"db": str(tmp_path / f"ledger-{uuid.uuid4().hex[:8]}.sqlite3")}
+        if not PG_DSN:
+            pytest.fail("CDS_TEST_POSTGRES is not set: the PostgreSQL backend cannot be tested (see .ci/run)")
+        schemas.append(f"test_{uuid.uuid4().hex[:12]}")
+        return {"db": PG_DSN, "db_schema": schemas[-1]}
+    yield make
+    _SCHEMAS.extend(schemas)
+
+
+_SCHEMAS: list[str] = []  # PostgreSQL test schemas, dropped together when the session ends
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if PG_DSN and _SCHEMAS:
+        import psycopg
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS " + ", ".join(f'"{s}"' for s in _SCHEMAS) + " CASCADE")
+
+
+def store_env(config: dict) -> dict:
+    env = {"CDS_SERVICE_DB": config["db"]}
+    if config.get("db_schema"):
+        env["CDS_SERVICE_DB_SCHEMA"] = config["db_schema"]
+    return env
+
+
+@pytest.fixture
+def app(store_config):
+    app = create_app({**store_config(), "demo": True})
     yield app
     app.extensions["cds"].store.close()
 
 
 @pytest.fixture
-def make_app(tmp_path):
+def make_app(store_config):
     """An app with extra configuration: make_app({"cards": {"merge_info": False}})."""
     made = []
 
     def make(config: dict | None = None):
-        base = {"db": str(tmp_path / f"ledger{len(made)}.sqlite3"), "demo": True}
+        base = {**store_config(), "demo": True}
         for key, value in (config or {}).items():
             base[key] = value
         a = create_app(base)

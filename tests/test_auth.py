@@ -15,7 +15,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from conftest import PV, SPEC, LiveServer, load_fixture
+from conftest import PV, SPEC, LiveServer, load_fixture, store_env
 
 BASE = "https://cds.example.org"
 ISS = "https://ehr.example.org"
@@ -224,11 +224,11 @@ def test_unverified_when_auth_not_required(client, keys):
 
 
 # -- replay across processes: two `cds-service serve` instances on one store ---------------------
-def test_replay_refused_across_workers_instances_and_restarts(tmp_path, keys, jwks_file):
+def test_replay_refused_across_workers_instances_and_restarts(tmp_path, keys, jwks_file, store_config):
     config = tmp_path / "cds.toml"
     config.write_text(f'public_base_url = "{BASE}"\n[auth]\nrequired = true\n[[auth.clients]]\n'
                       f'iss = "{ISS}"\njwks_file = "{jwks_file}"\n')
-    env = {"CDS_SERVICE_CONFIG": str(config), "CDS_SERVICE_DB": str(tmp_path / "shared.sqlite3")}
+    env = {"CDS_SERVICE_CONFIG": str(config), **store_env(store_config())}  # one store, two instances
     body = load_fixture("pv_lumbar_radiculopathy_6_weeks")
     tok = token(keys["ec"])
     auth = {"Authorization": f"Bearer {tok}"}

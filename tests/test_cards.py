@@ -97,13 +97,11 @@ def test_ledger_records_each_rule_of_a_merged_card(app, client):
     cards = cards_for(client, "pv_lumbar_radiculopathy_6_weeks")
     store = app.extensions["cds"].store
     store.flush()
-    with store._lock:
-        rows = store._conn.execute("SELECT card_uuid, rule_id, indicator, hook_instance FROM card_rule").fetchall()
+    rows = store.rows("SELECT card_uuid, rule_id, indicator, hook_instance FROM card_rule")
     assert {r[1] for r in rows} == set(cards[0]["extension"]["radiculopathy-cds.rules"])
     assert {r[0] for r in rows} == {cards[0]["uuid"]}
     # No PHI in the store: the patient id appears nowhere.
-    with store._lock:
-        dump = "\n".join(store._conn.iterdump())
+    dump = store.dump()
     assert "pv-lumbar-6w" not in dump and "Radiculopathy" not in dump
 
 

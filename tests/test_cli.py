@@ -9,7 +9,7 @@ import subprocess
 
 import requests
 
-from conftest import FIXTURES, PV, LiveServer, check_response, cli_path, load_fixture, rules_of
+from conftest import FIXTURES, PV, LiveServer, check_response, cli_path, load_fixture, rules_of, store_env
 
 
 
@@ -41,8 +41,8 @@ def test_evaluate_reports_errors_as_operation_outcome(tmp_path):
     assert json.loads(result.stdout)["resourceType"] == "OperationOutcome"
 
 
-def test_serve_answers_like_production_and_keeps_the_ledger_on_shutdown(tmp_path):
-    env = {"CDS_SERVICE_DB": str(tmp_path / "ledger.sqlite3")}
+def test_serve_answers_like_production_and_keeps_the_ledger_on_shutdown(store_config):
+    env = store_env(store_config())
     server = LiveServer(env, workers=2, demo=True)
     try:
         body = load_fixture("pv_back_pain_with_fever")

@@ -3,12 +3,12 @@ nothing lost, nothing stored twice."""
 
 from __future__ import annotations
 
-import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 
 import requests
 
-from conftest import PV, LiveServer
+from cds_service.store import Store
+from conftest import PV, LiveServer, store_env
 
 
 def _send(args) -> int:
@@ -24,15 +24,16 @@ def _send(args) -> int:
     return ok
 
 
-def test_concurrent_feedback_is_neither_lost_nor_duplicated(tmp_path):
-    db = tmp_path / "ledger.sqlite3"
-    server = LiveServer({"CDS_SERVICE_DB": str(db)}, workers=2)
+def test_concurrent_feedback_is_neither_lost_nor_duplicated(store_config):
+    config = store_config()
+    server = LiveServer(store_env(config), workers=2)
     try:
         with ProcessPoolExecutor(max_workers=4) as pool:
             answered = list(pool.map(_send, [(server.base, n) for n in range(4)]))
     finally:
         server.stop()
     assert answered == [30, 30, 30, 30]
-    rows = sqlite3.connect(db).execute("SELECT card_uuid FROM feedback").fetchall()
-    cards = [r[0] for r in rows]
+    store = Store(config["db"], schema=config.get("db_schema"))
+    cards = [r[0] for r in store.rows("SELECT card_uuid FROM feedback")]
+    store.close()
     assert len(cards) == len(set(cards)) == 4 * 15 + 15  # each client's own 15, plus the 15 shared once

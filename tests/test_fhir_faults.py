@@ -95,5 +95,4 @@ def test_access_token_never_in_logs_errors_store_or_cards(app, client, fhir_serv
     assert TOKEN not in caplog.text
     store = app.extensions["cds"].store
     store.flush()
-    with store._lock:
-        assert TOKEN not in "\n".join(store._conn.iterdump())
+    assert TOKEN not in store.dump()

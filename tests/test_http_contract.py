@@ -146,9 +146,7 @@ def test_spec_feedback_examples_are_accepted_and_idempotent(client, app):
             response = post(client, PV + "/feedback", body)
             assert response.status_code == 200, (name, response.get_json())
     store = app.extensions["cds"].store
-    with store._lock:
-        count = store._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-    assert count == 3
+    assert store.count("feedback") == 3
 
 
 def test_cors_preflight_needs_no_authentication(make_app):

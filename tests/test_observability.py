@@ -8,7 +8,7 @@ import logging
 
 import requests
 
-from conftest import OS, PV, LiveServer, load_fixture, post
+from conftest import OS, PV, LiveServer, load_fixture, post, store_env
 
 
 def request_lines(caplog) -> list[dict]:
@@ -69,13 +69,15 @@ def test_readyz_reports_knowledge_version_and_store(client, app):
     body = client.get("/readyz").get_json()
     assert body["status"] == "ready"
     assert body["knowledge"]["terminology"]["rxnorm"].startswith("Current Prescribable Content")
-    app.extensions["cds"].store.close()
+    def unreachable():
+        raise ConnectionError("store down")
+    app.extensions["cds"].store.ping = unreachable
     broken = client.get("/readyz")
     assert broken.status_code == 503 and "store unreachable" in broken.get_json()["problems"][0]
 
 
-def test_metrics_aggregate_across_gunicorn_workers(tmp_path):
-    server = LiveServer({"CDS_SERVICE_DB": str(tmp_path / "db.sqlite3"),
+def test_metrics_aggregate_across_gunicorn_workers(tmp_path, store_config):
+    server = LiveServer({**store_env(store_config()),
                          "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}, workers=2, demo=True)
     try:
         body = load_fixture("os_nsaid_with_egfr_24")

@@ -95,8 +95,10 @@ def create_app(config: Mapping | None = None) -> Flask:
     CORS(app, origins=settings.http["cors_origins"], allow_headers=["Authorization", "Content-Type"],
          methods=["GET", "POST", "OPTIONS"], max_age=600)
 
+    from .demo import bp as demo_bp
     from .http import bp
     app.register_blueprint(bp)
+    app.register_blueprint(demo_bp)
     # The knowledge base is a few hundred thousand long-lived objects: move them out of the
     # collector's sight so that collections during a request scan only what the request made.
     gc.collect()

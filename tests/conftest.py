@@ -355,7 +355,7 @@ class LiveServer:
         port = s.getsockname()[1]
         s.close()
         args = [cli_path(), "serve", "--port", str(port), "--workers", str(workers)] + (["--demo"] if demo else [])
-        self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, cwd=ROOT,
                                      stderr=subprocess.PIPE, text=True)
         self.base = f"http://127.0.0.1:{port}"
         for _ in range(150):

@@ -562,24 +562,15 @@ def _raw_codes(concept: object) -> list[tuple[str, str]]:
     return out
 
 
-def _in_condition_sets(T: Terminology, concept: object) -> bool:
+def _in_sets(lookup, concept: object) -> bool:
+    """Whether any coding of the concept is in a value set of `lookup` (a Terminology *_sets_raw)."""
     if not isinstance(concept, dict):
         return False
     coding = concept.get("coding")
     if isinstance(coding, dict):
         coding = [coding]
     return isinstance(coding, list) and any(
-        isinstance(c, dict) and T.condition_sets_raw(c.get("system"), c.get("code")) for c in coding)
-
-
-def _in_procedure_sets(T: Terminology, concept: object) -> bool:
-    if not isinstance(concept, dict):
-        return False
-    coding = concept.get("coding")
-    if isinstance(coding, dict):
-        coding = [coding]
-    return isinstance(coding, list) and any(
-        isinstance(c, dict) and T.procedure_sets_raw(c.get("system"), c.get("code")) for c in coding)
+        isinstance(c, dict) and lookup(c.get("system"), c.get("code")) for c in coding)
 
 
 def condition_is_active(res: dict) -> bool:
@@ -814,7 +805,7 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
 
     conditions = []
     for res in record.conditions:
-        if not _in_condition_sets(T, res.get("code")):
+        if not _in_sets(T.condition_sets_raw, res.get("code")):
             continue  # cheap rejection first: most of a long problem list is in no value set
         if condition_is_active(res):
             fact = _condition_fact(T, res, birth)
@@ -862,14 +853,14 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
 
     procedures = []
     for res in record.procedures:
-        if not _in_procedure_sets(T, res.get("code")):
+        if not _in_sets(T.procedure_sets_raw, res.get("code")):
             continue
         if status_code(res.get("status")) not in EXCLUDED_PROCEDURE:
             fact = _procedure_fact(T, res, f"Procedure/{res.get('id')}")
             if fact.valuesets:
                 procedures.append(fact)
     for res in record.service_requests:
-        if not _in_procedure_sets(T, res.get("code")):
+        if not _in_sets(T.procedure_sets_raw, res.get("code")):
             continue
         if status_code(res.get("status")) not in EXCLUDED_SERVICE_REQUEST:
             fact = _procedure_fact(T, res, f"ServiceRequest/{res.get('id')}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .. import orders
 from ..facts import Drug, Facts
-from . import OS, ctx
+from . import OS, Finding, bullets, ctx
 
 
 def subjects(f: Facts, *classes: str) -> list[Drug]:
@@ -59,6 +59,14 @@ def review_note(drugs: list[Drug]) -> str:
         return ""
     names = "; ".join(d.name for d in current)
     return f"\n\n**Review or stop** the current {names} with the patient (this card does not change that order)."
+
+
+def drug_finding(f: Facts, level: str, summary: str, culprits: list[Drug], why: list[str], advice: str,
+                 evidence: str, extra=(), selection: str = "at-most-one") -> Finding:
+    """A drug-safety finding: why, advice (with 'review or stop' for current culprits), evidence, and
+    the rule's own suggestions followed by removing the culprit drafts."""
+    return Finding(level, summary, f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
+                   f"\n\n**Evidence:** {evidence}", list(extra) + fix_suggestions(f, culprits), selection)
 
 
 def fix_suggestions(f: Facts, culprits: list[Drug], *, remove: bool = True, replace_with: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import orders
 from ..facts import LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, Facts
-from . import PV, Finding, bullets, ctx, rule
+from . import PV, Finding, ctx, rule
 from .common import bp_text, thoracic_note
 
 

@@ -6,16 +6,10 @@ from __future__ import annotations
 from .. import orders
 from ..facts import Facts
 from . import OS, PV, Finding, bullets, ctx, rule
-from .drugs import drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import drug_finding, drug_line, fix_suggestions, pairs, review_note, subjects
 
 RELAXANT = ("skeletal_muscle_relaxant",)
 BEERS_RELAXANTS = ("carisoprodol", "chlorzoxazone", "cyclobenzaprine", "metaxalone", "methocarbamol", "orphenadrine")
-
-
-def _finding(f, level, summary, culprits, why, advice, evidence, extra=()) -> Finding:
-    suggestions = fix_suggestions(f, culprits) + list(extra)
-    return Finding(level, summary, f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
-                   f"\n\n**Evidence:** {evidence}", suggestions, "at-most-one" if len(suggestions) > 1 and not extra else "any")
 
 
 @rule("muscle-relaxant.older-adult", title="Muscle relaxant in an older adult", hooks=(PV, OS),
@@ -28,11 +22,11 @@ def older_adult(f: Facts, found: dict) -> Finding | None:
         return None
     pt = [] if f.procedures_in("nonpharm_procedures", since=f.onset_date) else [
         orders.order_service("physical_therapy", ctx(f), recommended=False)]
-    return _finding(f, "warning", f"Muscle relaxant at age {f.age}: sedation, falls and fractures — avoid",
+    return drug_finding(f, "warning", f"Muscle relaxant at age {f.age}: sedation, falls and fractures — avoid",
                     drugs, [drug_line(d) for d in drugs] + [f"age {f.age}"],
                     "Muscle relaxants are poorly tolerated by older adults (anticholinergic effects, sedation, "
                     "falls) and their benefit is doubtful. Prefer exercise therapy.",
-                    "Beers 2023: avoid (strong recommendation, moderate quality).", extra=pt)
+                    "Beers 2023: avoid (strong recommendation, moderate quality).", extra=pt, selection="any")
 
 
 def _strength(d) -> float | None:
@@ -56,7 +50,7 @@ def hepatic(f: Facts, found: dict) -> Finding | None:
         return None
     why = [drug_line(d) for d in drugs] + [c.label for c in severe + mild]
     if severe:
-        return _finding(f, "critical", "Cyclobenzaprine with decompensated liver disease: not recommended",
+        return drug_finding(f, "critical", "Cyclobenzaprine with decompensated liver disease: not recommended",
                         drugs, why, "Cyclobenzaprine is not recommended in moderate to severe hepatic impairment "
                         "(higher plasma levels, sedation, encephalopathy risk).", "FDA label.")
     extra = []
@@ -78,7 +72,7 @@ def renal(f: Facts, found: dict) -> Finding | None:
     egfr = f.egfr
     if not drugs or not egfr or not egfr.below(60):
         return None
-    return _finding(f, "warning", f"Baclofen with eGFR {egfr.shown}: risk of encephalopathy — reduce the dose or avoid",
+    return drug_finding(f, "warning", f"Baclofen with eGFR {egfr.shown}: risk of encephalopathy — reduce the dose or avoid",
                     drugs, [drug_line(d) for d in drugs] + [f"eGFR {egfr.shown} on {egfr.date.isoformat()}"],
                     "Baclofen is renally cleared; toxicity (confusion, coma) occurs at usual doses when kidney "
                     "function is reduced. Reduce the dose (e.g. by a third at eGFR 50–80, by half at 30–50) or avoid.",
@@ -111,7 +105,7 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
     level = "critical" if len(cns) >= 3 else "warning"
     summary = (f"{len(cns)} CNS depressants including a muscle relaxant: respiratory depression risk — avoid"
                if level == "critical" else "Muscle relaxant with an opioid, benzodiazepine or gabapentinoid: sedation risk")
-    return _finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
+    return drug_finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
                     "Combining CNS-active drugs raises the risk of falls, over-sedation and respiratory depression; "
                     "the opioid + benzodiazepine + muscle relaxant combination is the most dangerous.",
                     "Beers 2023: avoid 3 or more CNS-active drugs (strong recommendation).")
@@ -128,7 +122,7 @@ def serotonergic(f: Facts, found: dict) -> Finding | None:
         return None
     drugs = list({p.own.ref: p.own for p in found_pairs}.values())
     others = list({p.other.ref: p.other for p in found_pairs}.values())
-    return _finding(f, "warning", "Cyclobenzaprine with a serotonergic drug: serotonin syndrome risk",
+    return drug_finding(f, "warning", "Cyclobenzaprine with a serotonergic drug: serotonin syndrome risk",
                     drugs, [drug_line(d) for d in drugs + others],
                     "Cyclobenzaprine is structurally a tricyclic; with SSRIs, SNRIs, TCAs or tramadol it can cause "
                     "serotonin syndrome. Choose another option or monitor closely.", "FDA label.")

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from ..facts import Facts
 from . import OS, PV, Finding, bullets, rule
-from .drugs import changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
 
 GABAPENTINOID = ("gabapentinoid",)
-
-def _finding(f, level, summary, culprits, why, advice, evidence, extra=()) -> Finding:
-    suggestions = list(extra) + fix_suggestions(f, culprits)
-    return Finding(level, summary, f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
-                   f"\n\n**Evidence:** {evidence}", suggestions, "at-most-one")
-
 
 @rule("gabapentinoid.cns-depressants", title="Gabapentinoid with CNS depressants or respiratory risk",
       hooks=(PV, OS), sources=("FDA-GABA", "BEERS2023"),
@@ -27,7 +21,7 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
     if not drugs:
         return None
     others = list({p.other.ref: p.other for p in found_pairs}.values())
-    return _finding(f, "warning", "Gabapentinoid with " + ("an opioid or benzodiazepine" if others else
+    return drug_finding(f, "warning", "Gabapentinoid with " + ("an opioid or benzodiazepine" if others else
                     "COPD or sleep apnoea") + ": respiratory depression — avoid or start low",
                     drugs, [drug_line(d) for d in drugs + others] + [c.label for c in resp],
                     "Gabapentin and pregabalin add to opioid and benzodiazepine respiratory depression, worst with "
@@ -143,7 +137,7 @@ def duloxetine(f: Facts, found: dict) -> Finding | None:
     if renal:
         why.append(f"eGFR {egfr.shown}" if egfr and egfr.below(30) else "CKD stage 4–5 or dialysis")
     why += [c.label for c in liver]
-    return _finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease or tramadol", culprits, why,
+    return drug_finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease or tramadol", culprits, why,
                     "Duloxetine is not recommended with eGFR < 30 or hepatic impairment (hepatotoxicity, raised "
                     "levels); with tramadol it risks serotonin syndrome and seizures.", "FDA label; Beers 2023.")
 
@@ -164,7 +158,7 @@ def tca_older_adult(f: Facts, found: dict) -> Finding | None:
         drugs.append(d)
     if not drugs:
         return None
-    return _finding(f, "warning", f"Tricyclic antidepressant at age {f.age}: anticholinergic, sedating — avoid",
+    return drug_finding(f, "warning", f"Tricyclic antidepressant at age {f.age}: anticholinergic, sedating — avoid",
                     drugs, [drug_line(d) for d in drugs] + [f"age {f.age}"],
                     "TCAs are strongly anticholinergic and sedating; they cause confusion, orthostatic hypotension "
                     "and falls in older adults. Consider duloxetine or non-drug options.",

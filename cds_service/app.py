@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import logging
+import logging.handlers
+import queue
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -70,14 +73,38 @@ class TextFormatter(logging.Formatter):
         return text + (" " + " ".join(f"{k}={v}" for k, v in fields.items()) if fields else "")
 
 
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(level: str, fmt: str) -> None:
+    """Log lines are formatted and written by a background thread (QueueHandler), so a request
+    never waits on stderr."""
+    global _listener
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    _stop_listener()
+    log_queue: queue.SimpleQueue = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(log_queue, handler, respect_handler_level=False)
+    _listener.start()
     root = logging.getLogger("cds_service")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_FieldsQueueHandler(log_queue)]
     root.setLevel(level)
     root.propagate = True  # tests capture through the root logger
+
+
+@atexit.register
+def _stop_listener() -> None:
+    """Write what is still queued (clean shutdown) and stop the log thread."""
+    global _listener
+    if _listener is not None and _listener._thread is not None:
+        _listener.stop()
+    _listener = None
+
+
+class _FieldsQueueHandler(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # keep `fields` and let the listener's formatter do the work
 
 
 def create_app(config: Mapping | None = None) -> Flask:

@@ -22,11 +22,30 @@ def _schemas() -> dict[str, dict]:
     return {name: json.loads(folder.joinpath(f"{name}.json").read_text(encoding="utf-8")) for name in SCHEMAS}
 
 
+def _inline_refs(node, schemas_by_id: dict, home: str | None = None):
+    """The schema with every $ref to another file replaced by what it points at: the same rules,
+    without reference resolution on every request (it dominated validation time). `home` is the
+    file an inlined piece came from, so its own local refs are inlined too."""
+    if isinstance(node, list):
+        return [_inline_refs(n, schemas_by_id, home) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and "#/$defs/" in ref and (not ref.startswith("#") or home):
+        base, name = ref.split("#/$defs/")
+        base = base or home
+        target = _inline_refs(schemas_by_id[base]["$defs"][name], schemas_by_id, base)
+        rest = {k: _inline_refs(v, schemas_by_id, home) for k, v in node.items() if k != "$ref"}
+        return {"allOf": [target], **rest} if rest else target
+    return {k: _inline_refs(v, schemas_by_id, home) for k, v in node.items()}
+
+
 @lru_cache(maxsize=None)
 def validator(name: str) -> Draft202012Validator:
     schemas = _schemas()
+    by_id = {s["$id"]: s for s in schemas.values()}
     registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
-    return Draft202012Validator(schemas[name], registry=registry)
+    return Draft202012Validator(_inline_refs(schemas[name], by_id), registry=registry)
 
 
 def _describe(error) -> str:

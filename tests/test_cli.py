@@ -72,3 +72,16 @@ def test_bad_configuration_fails_fast(tmp_path):
     config.write_text('[rules.parameters]\nPERSISTENT_WEEKS = "four"\n')
     result = run("report", env={"CDS_SERVICE_CONFIG": str(config)})
     assert result.returncode == 2 and "PERSISTENT_WEEKS" in result.stderr
+
+
+def test_rules_listing_is_generated_from_the_rule_definitions():
+    from cds_service.rules import CATALOGUE
+    rows = json.loads(run("rules", "--format", "json").stdout)
+    assert [r["id"] for r in rows] == [r.id for r in CATALOGUE]
+    assert len(rows) == 47
+    mme = next(r for r in rows if r["id"] == "opioid.mme")
+    assert mme["hooks"] == ["order-select", "patient-view"] and "MME_WARN" in mme["trigger"]
+    assert mme["sources"][0]["label"] == "CDC opioid prescribing guideline (2022)"
+    markdown = run("rules", "--format", "markdown").stdout
+    assert markdown.count("\n| `") == 47 and "| `imaging.avoid-early` | order-select |" in markdown
+    assert "red-flag.cauda-equina  [order-select, patient-view]  critical" in run("rules").stdout

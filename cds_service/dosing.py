@@ -42,7 +42,8 @@ def _num(value: object) -> float | None:
     return None
 
 
-def _list(value: object) -> list:
+def as_list(value: object) -> list:
+    """A FHIR field that may be a list, a single object (as imperfect clients send) or anything else."""
     if isinstance(value, list):
         return value
     return [value] if isinstance(value, dict) else []
@@ -62,7 +63,7 @@ def _quantity_amount(q: object) -> Amount | None:
 
 def dose_per_administration(dosage: dict) -> Amount | None:
     # R4: doseAndRate[].doseQuantity / doseRange; DSTU2/STU3: doseQuantity / doseRange on the dosage.
-    holders = _list(dosage.get("doseAndRate")) + [dosage]
+    holders = as_list(dosage.get("doseAndRate")) + [dosage]
     for holder in holders:
         if not isinstance(holder, dict):
             continue
@@ -93,7 +94,7 @@ def _per_day_from_code(timing: dict) -> float | None:
     code = timing.get("code")
     if not isinstance(code, dict):
         return None
-    for coding in _list(code.get("coding")):
+    for coding in as_list(code.get("coding")):
         if isinstance(coding, dict) and str(coding.get("code", "")).upper() in TIMING_CODES:
             return TIMING_CODES[str(coding["code"]).upper()]
     text = code.get("text")
@@ -104,7 +105,7 @@ def _per_day_from_code(timing: dict) -> float | None:
 
 def _max_per_day(dosage: dict) -> Amount | None:
     """maxDosePerPeriod as an amount per day (R4: a Ratio; R5 shapes give a list)."""
-    for ratio in _list(dosage.get("maxDosePerPeriod")):
+    for ratio in as_list(dosage.get("maxDosePerPeriod")):
         if not isinstance(ratio, dict):
             continue
         num = _quantity_amount(ratio.get("numerator"))
@@ -120,7 +121,7 @@ def _max_per_day(dosage: dict) -> Amount | None:
 
 def daily_amount(dosage_instructions: object) -> DailyAmount:
     """The order's total per day: concurrent instructions add up, sequential ones take the highest."""
-    dosages = [d for d in _list(dosage_instructions) if isinstance(d, dict)]
+    dosages = [d for d in as_list(dosage_instructions) if isinstance(d, dict)]
     if not dosages:
         return DailyAmount(None, reason="the order has no dosage instructions")
     by_sequence: dict[object, list[DailyAmount]] = {}

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Iterable
 
 from . import dosing
+from .dosing import as_list
 from .record import PatientRecord
 from .terminology import (CPT, ICD10CM, LOINC, RXNORM, SNOMED, Ingredient, Terminology,
                           er_from_name, normalise_code, normalise_system, route_from_name)
@@ -40,12 +41,6 @@ CNS_ACTIVE = ("opioid", "benzodiazepine", "gabapentinoid", "ssri", "snri", "tca"
 
 
 # -- tolerant readers ------------------------------------------------------------------------
-def as_list(value: object) -> list:
-    if isinstance(value, list):
-        return value
-    return [value] if isinstance(value, dict) else []
-
-
 def codings(concept: object) -> list[dict]:
     if not isinstance(concept, dict):
         return []

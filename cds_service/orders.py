@@ -155,6 +155,6 @@ def replace_draft(ref: str, name: str, keys: str | list[str], ctx: Ctx, *, recom
                       f"Replace {name} with {what}", actions, recommended, f"replacing {name} with {what}")
 
 
-def update_draft(ref: str, name: str, resource: dict, label: str, *, recommended: bool = False) -> Suggestion:
+def update_draft(ref: str, resource: dict, label: str, *, recommended: bool = False) -> Suggestion:
     return Suggestion(f"update:{ref}", label,
                       [{"type": "update", "description": label, "resource": resource}], recommended, label)

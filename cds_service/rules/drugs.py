@@ -61,12 +61,18 @@ def review_note(drugs: list[Drug]) -> str:
     return f"\n\n**Review or stop** the current {names} with the patient (this card does not change that order)."
 
 
+def drug_detail(why: list[str], advice: str, culprits: list[Drug], evidence: str, note: str = "") -> str:
+    """The detail of every drug-safety card: why, the advice (with 'review or stop' for current
+    culprits), a family-specific note, the evidence."""
+    return (f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}{note}"
+            f"\n\n**Evidence:** {evidence}")
+
+
 def drug_finding(f: Facts, level: str, summary: str, culprits: list[Drug], why: list[str], advice: str,
                  evidence: str, extra=(), selection: str = "at-most-one") -> Finding:
-    """A drug-safety finding: why, advice (with 'review or stop' for current culprits), evidence, and
-    the rule's own suggestions followed by removing the culprit drafts."""
-    return Finding(level, summary, f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
-                   f"\n\n**Evidence:** {evidence}", list(extra) + fix_suggestions(f, culprits), selection)
+    """A drug-safety finding: the rule's own suggestions followed by removing the culprit drafts."""
+    return Finding(level, summary, drug_detail(why, advice, culprits, evidence),
+                   list(extra) + fix_suggestions(f, culprits), selection)
 
 
 def fix_suggestions(f: Facts, culprits: list[Drug], *, remove: bool = True, replace_with: str | None = None,
@@ -148,7 +154,7 @@ def changed_draft(f: Facts, drug: Drug, change, label: str) -> orders.Suggestion
     resource = copy.deepcopy(drug.resource)
     resource["status"] = "draft"
     change(resource)
-    return orders.update_draft(drug.ref, drug.name, resource, label, recommended=True)
+    return orders.update_draft(drug.ref, resource, label, recommended=True)
 
 
 def units_per_day(drug: Drug, strength_mg: float | None) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..facts import Facts
 from . import OS, PV, Finding, bullets, rule
-from .drugs import drug_line, fix_suggestions, pairs, protected, review_note, subjects
+from .drugs import drug_detail, drug_line, fix_suggestions, pairs, protected, subjects
 
 NSAID = ("nsaid",)
 
@@ -19,9 +19,7 @@ def _finding(f: Facts, level: str, summary: str, why: list[str], advice: str, ev
              *, remove=True, acetaminophen=False, ppi=False, selection="at-most-one") -> Finding:
     suggestions = fix_suggestions(f, culprits, remove=remove, replace_with="acetaminophen_500" if acetaminophen else None,
                                   add=("pantoprazole_40",) if ppi else ())
-    return Finding(level, summary,
-                   f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
-                   f"{_data_note(f)}\n\n**Evidence:** {evidence}", suggestions, selection)
+    return Finding(level, summary, drug_detail(why, advice, culprits, evidence, _data_note(f)), suggestions, selection)
 
 
 @rule("nsaid.gi-bleed", title="NSAID with GI bleeding or ulcer", hooks=(PV, OS), sources=("ACP2017", "BEERS2023"),

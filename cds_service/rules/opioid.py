@@ -8,8 +8,8 @@ from __future__ import annotations
 from .. import mme, orders, terminology
 from ..dosing import supply_days
 from ..facts import Facts
-from . import OS, PV, Finding, bullets, ctx, rule
-from .drugs import changed_draft, drug_line, limit_supply, pairs, review_note, subjects, units_per_day
+from . import OS, PV, Finding, ctx, rule
+from .drugs import changed_draft, drug_detail, drug_line, limit_supply, pairs, review_note, subjects, units_per_day
 
 OPIOID = ("opioid",)
 SEROTONERGIC_OPIOIDS = ("tramadol", "tapentadol", "meperidine", "methadone")
@@ -40,9 +40,8 @@ def _excluded(f: Facts) -> bool:
 
 def _finding(f: Facts, level: str, summary: str, why: list[str], advice: str, evidence: str,
              suggestions: list, culprits, selection: str = "at-most-one", mme_detail: bool = True) -> Finding:
-    return Finding(level, summary,
-                   f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}"
-                   f"{_mme_note(f) if mme_detail else ''}\n\n**Evidence:** {evidence}", suggestions, selection)
+    return Finding(level, summary, drug_detail(why, advice, culprits, evidence, _mme_note(f) if mme_detail else ""),
+                   suggestions, selection)
 
 
 def _remove_selected(drugs) -> list[orders.Suggestion]:

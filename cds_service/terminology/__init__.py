@@ -147,8 +147,8 @@ class Terminology:
         for rxcui, name in omtk_names.items():
             if rxcui not in self.drugs:
                 ings = tuple(Ingredient("", s.ingredient, "opioid") for s in self.opioid_strength[rxcui])
-                self.drugs[rxcui] = DrugEntry(rxcui, name, "SCD", ings, _route_from_name(name),
-                                              _er_from_name(name))
+                self.drugs[rxcui] = DrugEntry(rxcui, name, "SCD", ings, route_from_name(name),
+                                              er_from_name(name))
 
         # Name fallback: every ingredient name, brand names from [Brand] in SBD names, curated names.
         names: dict[str, Ingredient] = {ing.name: ing for ing in ingredients.values()}
@@ -245,7 +245,7 @@ _ROUTE_WORDS = [
 _ROUTE_PATTERNS = [(re.compile(rf"\b{word}\b", re.I), route) for word, route in _ROUTE_WORDS]
 
 
-def _route_from_name(name: str) -> str | None:
+def route_from_name(name: str) -> str | None:
     for pattern, route in _ROUTE_PATTERNS:
         if pattern.search(name):
             return route
@@ -257,12 +257,10 @@ _ER_WORDS = re.compile(r"\b(extended[- ]release|sustained[- ]release|controlled[
 _ER_ABBREVIATIONS = re.compile(r"\b(ER|XR|XL|SR|CR|LA)\b")
 
 
-def _er_from_name(name: str) -> bool:
+def er_from_name(name: str) -> bool:
     return bool(_ER_WORDS.search(name) or _ER_ABBREVIATIONS.search(name))
 
 
-route_from_name = _route_from_name
-er_from_name = _er_from_name
 
 
 @lru_cache(maxsize=1)

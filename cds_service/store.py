@@ -92,19 +92,18 @@ class _Postgres:
         self.conn = None
         self._connect()
         with self.transaction() as cur:
+            # Several workers and instances start at once, and IF NOT EXISTS does not make
+            # concurrent CREATE SCHEMA/TABLE safe: serialise all of the DDL under one lock.
+            cur.execute("SELECT pg_advisory_xact_lock(7242021)")
             if schema:
                 cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                cur.execute(f'SET search_path TO "{schema}"')
-            # Several instances may start at once: serialise the DDL.
-            cur.execute("SELECT pg_advisory_xact_lock(7242021)")
             for ddl in TABLES:
                 cur.execute(ddl)
 
     def _connect(self):
         self.conn = self.psycopg.connect(self.dsn, autocommit=False, connect_timeout=5)
-        if self.schema:
+        if self.schema:  # a session setting: it lasts for the connection, across transactions
             with self.conn.cursor() as cur:
-                cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 cur.execute(f'SET search_path TO "{self.schema}"')
             self.conn.commit()
 

@@ -364,8 +364,8 @@ class LiveServer:
                     return
             except requests.ConnectionError:
                 time.sleep(0.1)
-        self.stop()
-        raise AssertionError("cds-service serve did not start")
+        _, stderr = self.stop()
+        raise AssertionError(f"cds-service serve did not start:\n{stderr[-2000:]}")
 
     def stop(self) -> tuple[int, str]:
         import signal

@@ -1,6 +1,6 @@
 """Rebuild the packaged terminology files from the project's code lists.
 
-    python -m cds_service.terminology.build --codes ../shared/clinical/codes
+    python -m cds_service.terminology.build
 
 Reads the ICD-10-CM, SNOMED CT, procedure, RxNorm class-map, RxNorm supplement and OMTK files
 (see PROVENANCE.md) and writes normalised CSVs into cds_service/terminology/data/. The hand-curated
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
+SOURCES_DIR = Path(__file__).parent / "sources"  # the public code lists, with their provenance
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
@@ -103,7 +104,7 @@ def build(codes: Path, out: Path = DATA_DIR) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--codes", type=Path, required=True, help="folder with the source code lists")
+    p.add_argument("--codes", type=Path, default=SOURCES_DIR, help="folder with the source code lists (default: sources/)")
     p.add_argument("--out", type=Path, default=DATA_DIR, help="where to write (default: the package's data/)")
     args = p.parse_args(argv)
     for name, n in build(args.codes, args.out).items():

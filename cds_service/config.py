@@ -24,6 +24,9 @@ RULE_PARAMETERS: dict[str, float] = {
     "LAB_LOOKBACK_DAYS": 365,
     "FRACTURE_AGE": 70,
     "THORACIC_WARN_AGE": 50,
+    "STALE_ORDER_DAYS": 400,
+    "CHRONIC_WEEKS": 12,
+    "SEVERE_PAIN": 7,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -35,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "demo_fixtures": "./fixtures",  # the scenarios GET /demo lists
     "log_level": "INFO",
     "log_format": "json",  # or "text"
-    "cards": {"merge_info": True},
+    "cards": {"merge_info": True, "evidence_alone": False},
     "rules": {"parameters": dict(RULE_PARAMETERS), "disabled": [], "levels": {}},
     "fhir": {
         "timeout_seconds": 2.0,  # per HTTP call (connect and each read)
@@ -123,6 +126,10 @@ class Settings:
     @property
     def merge_info(self) -> bool:
         return bool(self.raw["cards"]["merge_info"])
+
+    @property
+    def evidence_alone(self) -> bool:
+        return bool(self.raw["cards"]["evidence_alone"])
 
     @property
     def disabled_rules(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Iterable
 
@@ -32,7 +32,7 @@ SYSTEMIC_ROUTES = {"oral", "injectable", "rectal", "nasal"}
 
 LOINC_EGFR = ("98979-8", "62238-1", "33914-3", "48642-3", "48643-1")
 LOINC_TEMPERATURE = "8310-5"
-LOINC_PAIN = ("72514-3", "75893-8")
+LOINC_PAIN = ("72514-3", "75893-8", "38208-5")  # 38208-5 "Pain severity - Reported" (Synthea uses it)
 LOINC_STARTBACK = "91351-7"
 LOINC_PEG = ("91147-9", "91148-7")
 
@@ -224,6 +224,7 @@ class Lab:
     unit: str
     date: dt.date
     ref: str
+    psychosocial: float | None = None  # STarT Back: the psychosocial subscore, when the record carries it
 
     def below(self, threshold: float) -> bool:
         # ">60" is not below 60; "<30" is below 30 and below 60.
@@ -253,9 +254,15 @@ class Facts:
     procedures: list[ProcedureFact]
     selected_imaging: list[ProcedureFact]
     labs: dict[str, list[Lab]]
-    unreadable_labs: list[str]
+    unreadable_labs: list[tuple[str, str]]  # (LOINC code, description) of results that could not be read
     unavailable: dict[str, str]
-    notes: list[str] = field(default_factory=list)
+    what_if: bool = False  # a copy made to check a suggested drug as if it were ordered
+
+    def as_if_ordered(self, ordered: list["Drug"], also_current: list["Drug"] = ()) -> "Facts":
+        """These facts with `ordered` as the selected orders of an order-select call (and
+        `also_current` taken as current): how a suggested drug is checked against every rule."""
+        return replace(self, hook="order-select", selected=list(ordered), selected_imaging=[],
+                       current=self.current + list(also_current), what_if=True)
 
     # -- patient -----------------------------------------------------------------------------
     @cached_property
@@ -354,10 +361,6 @@ class Facts:
         start = self.onset_date
         return (self.today - start).days if start else None
 
-    @property
-    def duration_weeks(self) -> float | None:
-        return None if self.duration_days is None else self.duration_days / 7
-
     def duration_at_least_weeks(self, weeks: float) -> bool:
         return self.duration_days is not None and self.duration_days >= weeks * 7
 
@@ -374,7 +377,7 @@ class Facts:
 
     @property
     def chronic(self) -> bool:
-        return self.duration_days is not None and self.duration_days > 12 * 7
+        return self.duration_days is not None and self.duration_days > self.params["CHRONIC_WEEKS"] * 7
 
     @property
     def episode_text(self) -> str:
@@ -451,6 +454,14 @@ class Facts:
             return None
         return max(labs, key=lambda lab: (lab.date, lab.code == "98979-8"))
 
+    def unreadable_note(self, *what: str) -> str:
+        """Said in the card that needed the value: results of these kinds ("eGFR", "temperature",
+        "pain" or LOINC codes) that were in the record but could not be read."""
+        kinds = {"eGFR": LOINC_EGFR, "temperature": (LOINC_TEMPERATURE,), "pain": LOINC_PAIN}
+        codes = {c for w in what for c in kinds.get(w, (w,))}
+        items = [text for code, text in self.unreadable_labs if code in codes]
+        return ("\n\nIn the record but not readable (ignored): " + "; ".join(items) + ".") if items else ""
+
     @property
     def egfr_unknown_reason(self) -> str | None:
         if self.egfr is not None:
@@ -468,7 +479,7 @@ class Facts:
         for d in self.current_of("anticoagulant", "antiplatelet_p2y12", "antiplatelet_aspirin"):
             reasons.append(f"current {d.label}")
         egfr = self.egfr
-        if egfr and egfr.below(60):
+        if egfr and egfr.below(self.params["EGFR_CAUTION"]):
             reasons.append(f"eGFR {egfr.shown} on {egfr.date.isoformat()}")
         for vs, what in (("ckd_stage3", "CKD stage 3"), ("ckd_stage4_5_dialysis", "CKD stage 4–5 or dialysis"),
                          ("heart_failure", "heart failure"), ("pregnancy_any", "pregnancy"),
@@ -724,6 +735,12 @@ def _classify(T: Terminology, concept: dict | None, ingredient_concepts: list[di
     return result
 
 
+def drug_of_order(resource: dict, ref: str) -> Drug | None:
+    """A suggested MedicationRequest as a selected draft Drug, classified like any order."""
+    from .terminology import load  # noqa: PLC0415 (the loader is cached)
+    return _drug(load(), resource, PatientRecord(patient_id=""), ref, is_draft=True, selected=True)
+
+
 def _drug(T: Terminology, res: dict, record: PatientRecord, ref: str, is_draft=False, selected=False) -> Drug | None:
     concept, ingredient_concepts = _medication_concept(res, record)
     if concept is None and not ingredient_concepts:
@@ -912,7 +929,7 @@ _VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
 def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
     wanted = set(LOINC_EGFR) | {LOINC_TEMPERATURE, LOINC_STARTBACK, *LOINC_PAIN, *LOINC_PEG}
     labs: dict[str, list[Lab]] = {}
-    unreadable: list[str] = []
+    unreadable: list[tuple[str, str]] = []  # (LOINC code, how the card names it)
     for res in observations:
         codes = [code for system, code in _raw_codes(res.get("code")) if system == LOINC and code in wanted]
         if not codes or status_code(res.get("status")) in {"entered-in-error", "cancelled"}:
@@ -920,18 +937,31 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
         date = first_date(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
         value = _observation_value(res)
         if value is None or date is None:
-            unreadable.append(f"{concept_text(res.get('code')) or codes[0]} (LOINC {codes[0]})")
+            unreadable.append((codes[0], f"{concept_text(res.get('code')) or codes[0]} (LOINC {codes[0]}, "
+                                         f"{res.get('resourceType')}/{res.get('id')})"))
             continue
         number, comparator, unit = value
         if codes[0] == LOINC_TEMPERATURE:
             if unit.lower() in {"[degf]", "degf", "°f", "f"}:
                 number, unit = (number - 32) * 5 / 9, "Cel"
             elif unit.lower() not in {"cel", "°c", "c", "degc"}:
-                unreadable.append(f"body temperature in unit {unit!r} (LOINC 8310-5)")
+                unreadable.append((codes[0], f"body temperature in an unknown unit (LOINC 8310-5, "
+                                             f"Observation/{res.get('id')})"))
                 continue
         labs.setdefault(codes[0], []).append(
-            Lab(codes[0], number, comparator, unit, date, f"Observation/{res.get('id')}"))
+            Lab(codes[0], number, comparator, unit, date, f"Observation/{res.get('id')}",
+                _psychosocial_subscore(res) if codes[0] == LOINC_STARTBACK else None))
     return labs, unreadable
+
+
+def _psychosocial_subscore(res: dict) -> float | None:
+    """The STarT Back psychosocial subscore from a component named so (coded or in text)."""
+    for comp in as_list(res.get("component")):
+        if isinstance(comp, dict) and "psychosocial" in concept_text(comp.get("code")).lower():
+            value = _observation_value(comp)
+            if value is not None:
+                return value[0]
+    return None
 
 
 def _observation_value(res: dict) -> tuple[float, str | None, str] | None:

@@ -111,7 +111,7 @@ def call_service(service_id: str):
         metrics.FHIR_FETCHES.labels("failed").inc(len(exc.problems))
         raise ApiError(412, "incomplete", "required FHIR data could not be obtained: " + str(exc)) from None
     cards = [c.card for c in result.cards]
-    state().store.record_cards(service.id, body.get("hookInstance"), [(c.card, c.rule_ids) for c in result.cards])
+    state().store.record_cards(service.id, body.get("hookInstance"), [(c.card, c.rule_suggestions) for c in result.cards])
     g.rules = sorted({r for c in result.cards for r in c.rule_ids})
     g.fetch_count, g.fetch_ms = result.record.fetch_count, round(result.record.fetch_seconds * 1000, 1)
     fetched = result.record.fetch_count

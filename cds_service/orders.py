@@ -82,16 +82,28 @@ def service_request(key: str, ctx: Ctx, *, priority: str | None = None, within_d
     return resource
 
 
+ROUTES = {"oral": {"system": SNOMED, "code": "26643006", "display": "Oral route"},
+          "nasal": {"system": SNOMED, "code": "46713006", "display": "Nasal route"}}
+
+
 def medication_request(key: str, ctx: Ctx) -> dict:
     item = medication_item(key)
     dosage: dict = {"text": item["text"]}
     if "timing" in item:
         t = item["timing"]
-        dosage["timing"] = {"repeat": {"frequency": t["frequency"], "period": t["period"],
-                                       "periodUnit": t["period_unit"]}}
+        repeat = {"frequency": t["frequency"], "period": t["period"], "periodUnit": t["period_unit"]}
+        if "when" in t:
+            repeat["when"] = list(t["when"])
+        dosage["timing"] = {"repeat": repeat}
     dosage["asNeededBoolean"] = bool(item.get("as_needed", False))
+    if "route" in item:
+        dosage["route"] = {"coding": [dict(ROUTES[item["route"]])], "text": ROUTES[item["route"]]["display"]}
     if "dose" in item:
         dosage["doseAndRate"] = [{"doseQuantity": {"value": item["dose"]["value"], "unit": item["dose"]["unit"]}}]
+    if "max_per_day" in item:
+        dosage["maxDosePerPeriod"] = {
+            "numerator": {"value": item["max_per_day"], "unit": item["dose"]["unit"]},
+            "denominator": {"value": 1, "unit": "day", "system": UCUM, "code": "d"}}
     resource = {
         "resourceType": "MedicationRequest",
         "status": "draft",

@@ -85,5 +85,6 @@ def evaluate_request(service: Service, request: dict, settings: Settings, client
                          fhir_settings=settings.fhir)
     facts = build_facts(record, terminology.load(), today=today, params=settings.params, hook=service.hook)
     findings = evaluate(facts, service.hook, settings)
-    cards = build_cards(findings, facts, service.hook, merge_info=settings.merge_info)
+    cards = build_cards(findings, facts, service.hook, merge=settings.merge_info,
+                        evidence_alone=settings.evidence_alone)
     return Evaluation(record, cards)

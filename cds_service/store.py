@@ -171,15 +171,17 @@ class Store:
         atexit.register(self.close)
 
     # -- ledger (background) ----------------------------------------------------------------
-    def record_cards(self, service_id: str, hook_instance: str | None, cards: list[tuple[dict, list[str]]]) -> None:
+    def record_cards(self, service_id: str, hook_instance: str | None,
+                     cards: list[tuple[dict, dict[str, list[str]]]]) -> None:
+        """cards: (card, {rule id: uuids of the suggestions that rule proposed}); an accepted
+        suggestion is credited to the rules that proposed it, an override to every rule of the card."""
         if not cards:
             return
         shown = _now()
         rows = []
-        for card, rule_ids in cards:
-            suggestion_uuids = json.dumps([s["uuid"] for s in card.get("suggestions", [])])
-            rows += [(card["uuid"], rule_id, service_id, card["indicator"], hook_instance, shown, suggestion_uuids)
-                     for rule_id in rule_ids]
+        for card, rule_suggestions in cards:
+            rows += [(card["uuid"], rule_id, service_id, card["indicator"], hook_instance, shown, json.dumps(uuids))
+                     for rule_id, uuids in rule_suggestions.items()]
         self._ensure_writer()
         self._queue.put(rows)
 
@@ -285,17 +287,27 @@ class Store:
         with self._lock:
             shown = dict(self._backend.query(
                 "SELECT rule_id, COUNT(DISTINCT card_uuid) FROM card_rule GROUP BY rule_id"))
-            outcomes = self._backend.query(
-                "SELECT c.rule_id, f.outcome, COUNT(DISTINCT f.card_uuid) FROM feedback f "
-                "JOIN card_rule c ON c.card_uuid = f.card_uuid GROUP BY c.rule_id, f.outcome")
+            overridden = self._backend.query(
+                "SELECT c.rule_id, COUNT(DISTINCT f.card_uuid) FROM feedback f JOIN card_rule c "
+                "ON c.card_uuid = f.card_uuid WHERE f.outcome = 'overridden' GROUP BY c.rule_id")
+            accepts = self._backend.query(
+                "SELECT c.rule_id, c.suggestion_uuids, f.card_uuid, f.outcome_timestamp, f.accepted_suggestions "
+                "FROM feedback f JOIN card_rule c ON c.card_uuid = f.card_uuid WHERE f.outcome = 'accepted'")
             reasons = self._backend.query(
                 "SELECT c.rule_id, f.override_code, COUNT(*) FROM feedback f JOIN card_rule c "
                 "ON c.card_uuid = f.card_uuid WHERE f.outcome = 'overridden' AND f.override_code IS NOT NULL "
                 "GROUP BY c.rule_id, f.override_code")
         rows = {rule: {"rule": rule, "shown": n, "accepted": 0, "overridden": 0, "override_reasons": {}}
                 for rule, n in shown.items()}
-        for rule, outcome, n in outcomes:
-            rows[rule][outcome] = n
+        for rule, n in overridden:
+            rows[rule]["overridden"] = n
+        # An accepted suggestion counts for every rule that proposed it, and for no other rule of the card.
+        accepted: dict[str, set] = {}
+        for rule, proposed, card, when, chosen in accepts:
+            if set(json.loads(chosen or "[]")) & set(json.loads(proposed or "[]")):
+                accepted.setdefault(rule, set()).add((card, when))
+        for rule, events in accepted.items():
+            rows[rule]["accepted"] = len(events)
         for rule, code, n in reasons:
             rows[rule]["override_reasons"][code] = n
         return [rows[k] for k in sorted(rows)]

@@ -150,11 +150,11 @@ def cards_for(client, body_or_name, path: str | None = None) -> list[dict]:
 
 
 def rules_of(cards: list[dict]) -> list[str]:
-    """Rule ids behind the cards, merged care-plan cards expanded."""
+    """Rule ids behind the cards, merged cards (care plan, one card per order) expanded."""
     out = []
     for card in cards:
         code = card["source"]["topic"]["code"]
-        out += card.get("extension", {}).get("radiculopathy-cds.rules", []) if code == "care-plan" else [code]
+        out += card.get("extension", {}).get("radiculopathy-cds.rules", [code])
     return out
 
 

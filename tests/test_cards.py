@@ -3,7 +3,7 @@ sources and links, override reasons, site configuration of rules."""
 
 from __future__ import annotations
 
-from conftest import PV, card_of, cards_for, codes_of, created, load_fixture, post, rules_of
+from conftest import PV, card_of, cards_for, codes_of, created, load_fixture, mutate, post, rules_of
 
 
 def test_info_findings_merge_into_one_care_plan_card(client):
@@ -29,17 +29,22 @@ def test_merge_can_be_switched_off(make_app):
 
 
 def test_order_is_critical_warning_info(client):
-    cards = cards_for(client, "pv_spinal_metastases_with_radiculopathy")
+    body = mutate(load_fixture("pv_current_nsaid_with_egfr_24"), lambda b: b["prefetch"]["patient"].update(
+        birthDate="1950-01-01"))
+    cards = cards_for(client, body)
     assert [c["indicator"] for c in cards] == ["critical", "warning", "info"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["nsaid.renal", "nsaid.older-adult", "care-plan"]
 
 
 def test_one_suggestion_never_on_two_cards(client):
-    cards = cards_for(client, "pv_spinal_metastases_with_radiculopathy")
-    critical, thoracic = cards[0], cards[1]
-    # Both rules ask for a thoracic MRI: the critical card keeps it, the other names it.
-    assert "24981-3" in codes_of(created(critical))
-    assert not created(thoracic)
-    assert "is suggested on the card" in thoracic["detail"]
+    body = mutate(load_fixture("pv_current_nsaid_with_egfr_24"), lambda b: b["prefetch"]["patient"].update(
+        birthDate="1950-01-01"))
+    renal, older, plan = cards_for(client, body)
+    # Both NSAID cards offer acetaminophen: the critical card keeps it, the warning names it.
+    assert "198440" in codes_of(created(renal))
+    assert "198440" not in codes_of(created(older))
+    assert "Acetaminophen 500 mg tablet" in older["detail"] and "is suggested on the card" in older["detail"]
+    cards = [renal, older, plan]
     uuids = [s["uuid"] for c in cards for s in c.get("suggestions", [])]
     assert len(uuids) == len(set(uuids))
     keys = [tuple(sorted(codes_of([a["resource"]]))) for c in cards for s in c.get("suggestions", [])
@@ -106,18 +111,19 @@ def test_ledger_records_each_rule_of_a_merged_card(app, client):
 
 
 def test_report_counts_shown_accepted_overridden(app, client):
-    cards = cards_for(client, "pv_back_pain_with_fever")
-    warning = card_of(cards, "red-flag.infection")
-    plan = cards[-1]
+    warning, plan = cards_for(client, "pv_back_pain_history_of_cancer")
+    assert warning["source"]["topic"]["code"] == "red-flag.malignancy"
     post(client, PV + "/feedback", {"feedback": [
         {"card": warning["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-03-01T10:00:00Z",
          "overrideReason": {"reason": warning["overrideReasons"][0]}},
         {"card": plan["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-03-01T10:01:00Z",
          "acceptedSuggestions": [{"id": plan["suggestions"][0]["uuid"]}]}]})
     rows = {r["rule"]: r for r in app.extensions["cds"].store.report()}
-    assert rows["red-flag.infection"]["shown"] == 1 and rows["red-flag.infection"]["overridden"] == 1
-    assert rows["red-flag.infection"]["override_reasons"] == {warning["overrideReasons"][0]["code"]: 1}
+    assert rows["red-flag.malignancy"]["shown"] == 1 and rows["red-flag.malignancy"]["overridden"] == 1
+    assert rows["red-flag.malignancy"]["override_reasons"] == {warning["overrideReasons"][0]["code"]: 1}
+    # The accepted naproxen was proposed by first-line care only, not by the other rule of the care plan.
     assert rows["first-line.conservative"]["accepted"] == 1
+    assert rows["assessment.start-back"]["accepted"] == 0 and rows["assessment.start-back"]["shown"] == 1
 
 
 def test_feedback_for_unknown_card_is_accepted_and_joined_later(app, client):

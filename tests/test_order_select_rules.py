@@ -45,14 +45,16 @@ def test_imaging_after_four_weeks_is_fine(client):
 
 
 # -- §3.4 NSAIDs -------------------------------------------------------------------------------
-def test_gi_bleed_recent_is_critical_with_three_alternatives(client):
+def test_gi_bleed_recent_is_critical_remove_or_replace_never_protect(client):
     card = card_of(cards_for(client, "os_nsaid_with_recent_gi_bleed"), "nsaid.gi-bleed")
-    assert card["indicator"] == "critical" and card["selectionBehavior"] == "at-most-one"
+    assert card["indicator"] == "critical" and card["selectionBehavior"] == "any"
     replace = card["suggestions"][0]["actions"]
     assert [a["type"] for a in replace] == ["delete", "create"]
     assert replace[0]["resourceId"] == "MedicationRequest/draft-nsaid"
     assert codes_of([replace[1]["resource"]]) == {ACETAMINOPHEN}
-    assert PANTOPRAZOLE in codes_of(created(card))
+    # The card says to remove the NSAID, so it does not also offer a PPI that would keep it going.
+    assert PANTOPRAZOLE not in codes_of(created(card))
+    assert "Not offered: Pantoprazole" in card["detail"]
 
 
 def test_history_of_ulcer_is_only_a_warning(client):
@@ -74,7 +76,7 @@ def test_anticoagulant_draft_with_current_nsaid_fires_the_other_way_and_keeps_th
     assert card["indicator"] == "critical"
     assert not actions(card, "delete")  # the apixaban draft is not the culprit
     assert codes_of(created(card)) == {ACETAMINOPHEN}
-    assert "Review or stop" in card["detail"] and "ibuprofen" in card["detail"]
+    assert "ibuprofen 800 MG Oral Tablet: review or stop" in card["detail"]
 
 
 def test_low_dose_aspirin_is_an_antiplatelet_not_a_second_nsaid(client):
@@ -171,12 +173,20 @@ def test_older_adult_nsaid_sbd_coded(client):
     assert "nsaid.older-adult" not in rules_of(cards_for(client, younger))
 
 
-def test_radiculopathy_evidence_note_only_on_order_select_with_radiculopathy(client):
-    card = card_of(cards_for(client, "os_nsaid_with_egfr_45"), "nsaid.radiculopathy-evidence")
-    assert card["indicator"] == "info" and "suggestions" not in card
+def test_radiculopathy_evidence_is_a_section_of_the_nsaid_card_not_a_card(client):
+    cards = cards_for(client, "os_nsaid_with_egfr_45")
+    assert len(cards) == 1 and rules_of(cards) == ["nsaid.renal", "nsaid.radiculopathy-evidence"]
+    assert "small, inconsistent benefit" in cards[0]["detail"]
     body = load_fixture("os_nsaid_with_egfr_45")
     entries(body, "conditions")[0]["code"]["coding"][0].update(code="M54.50")
     assert "nsaid.radiculopathy-evidence" not in rules_of(cards_for(client, body))
+
+
+def test_evidence_note_alone_is_a_card_only_when_configured(make_app):
+    body = mutate(load_fixture("os_nsaid_with_egfr_45"), lambda b: b["prefetch"]["observations"].update(entry=[]))
+    assert cards_for(make_app().test_client(), body) == []
+    card, = cards_for(make_app({"cards": {"evidence_alone": True}}).test_client(), body)
+    assert card["indicator"] == "info" and card["source"]["topic"]["code"] == "nsaid.radiculopathy-evidence"
 
 
 def test_indication_on_the_order_sets_back_pain(client):
@@ -218,8 +228,10 @@ def test_baclofen_renal(client):
     assert "muscle-relaxant.renal" not in rules_of(cards_for(client, body))
 
 
-def test_sedation_note_on_any_draft_relaxant_only_on_order_select(client):
-    assert card_of(cards_for(client, "os_cyclobenzaprine_with_fatty_liver"), "muscle-relaxant.sedation")["indicator"] == "info"
+def test_sedation_note_rides_on_the_relaxant_card(client):
+    card = card_of(cards_for(client, "os_cyclobenzaprine_older_adult"), "muscle-relaxant.sedation")
+    assert card["source"]["topic"]["code"] == "muscle-relaxant.older-adult" and "drowsiness" in card["detail"]
+    assert cards_for(client, "os_cyclobenzaprine_with_fatty_liver") == []  # the note alone is not a card
     assert "muscle-relaxant.sedation" not in rules_of(cards_for(client, "os_nsaid_with_egfr_45"))
 
 
@@ -297,12 +309,12 @@ def test_opioid_third_line_with_nsaid_contraindication_offers_no_naproxen(client
 
 def test_opioid_with_benzodiazepine_at_90_mme(client):
     cards = cards_for(client, "os_opioid_with_benzodiazepine")
-    benzo = card_of(cards, "opioid.benzodiazepine")
-    assert benzo["indicator"] == "critical" and cards[0] is benzo
-    dose = card_of(cards, "opioid.mme")
-    assert dose["summary"].startswith("Opioid dose 90 MME/day: high")
-    assert "60 mg/day × 1.5 = 90 MME/day" in dose["detail"]
-    assert NALOXONE in codes_of(created(card_of(cards, "opioid.naloxone")))
+    card, = cards  # one card for the one selected order, its most serious finding first
+    assert card["source"]["topic"]["code"] == "opioid.benzodiazepine" and card["indicator"] == "critical"
+    assert rules_of(cards) == ["opioid.benzodiazepine", "opioid.mme", "opioid.naloxone"]
+    assert "**Opioid dose 90 MME/day: high" in card["detail"]
+    assert "60 mg/day × 1.5 = 90 MME/day" in card["detail"]
+    assert NALOXONE in codes_of(created(card))
 
 
 def test_benzodiazepine_draft_with_current_opioid_removes_the_benzodiazepine(client):
@@ -463,7 +475,7 @@ def test_patient_view_current_nsaid_is_never_changed(client):
     assert card["indicator"] == "critical"
     assert not actions(card, "delete") and not actions(card, "update")
     assert codes_of(created(card)) == {ACETAMINOPHEN}
-    assert "Review or stop" in card["detail"]
+    assert "review or stop" in card["detail"]
 
 
 def test_patient_view_current_opioid_with_benzodiazepine(client):

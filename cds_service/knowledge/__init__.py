@@ -9,7 +9,6 @@ from functools import lru_cache
 from importlib import resources
 
 RULE_SYSTEM = "urn:radiculopathy-cds:rule"
-ORDER_SYSTEM = "urn:radiculopathy-cds:order"
 CATALOGUE_VERSION = "RULES.md 2026-12 (rule catalogue), SOURCES.md"
 
 

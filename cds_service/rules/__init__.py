@@ -26,7 +26,10 @@ class Finding:
     suggestions: list[orders.Suggestion] = field(default_factory=list)
     selection: str = "any"  # "at-most-one" when the suggestions are alternatives
     links: list[dict] = field(default_factory=list)  # further links beyond the rule's sources
+    about: tuple[str, ...] = ()  # refs of the selected orders the finding is about (order-select/sign)
     rule: "Rule | None" = None
+    urgent: bool = False  # a red flag that puts routine care on hold ("Emergencies first")
+    remove_order: bool = False  # the finding says the selected order should go (drops "keep it" suggestions)
 
     @property
     def rank(self) -> int:
@@ -45,6 +48,7 @@ class Rule:
     evaluate: Callable[[Facts, dict], Finding | None]
     needs_bp: bool = True
     order: int = 0
+    evidence_only: bool = False  # a note on the order's card, never a card of its own (unless configured)
 
     @property
     def family(self) -> str:
@@ -55,10 +59,10 @@ CATALOGUE: list[Rule] = []
 
 
 def rule(rule_id: str, *, title: str, hooks: tuple[str, ...], sources: tuple[str, ...], trigger: str,
-         levels: tuple[str, ...], suggests: str = "none", needs_bp: bool = True):
+         levels: tuple[str, ...], suggests: str = "none", needs_bp: bool = True, evidence_only: bool = False):
     def register(fn: Callable[[Facts, dict], Finding | None]):
         CATALOGUE.append(Rule(rule_id, title, frozenset(hooks), sources, trigger, levels, suggests, fn,
-                              needs_bp, len(CATALOGUE)))
+                              needs_bp, len(CATALOGUE), evidence_only))
         return fn
     return register
 
@@ -72,8 +76,13 @@ def bullets(items) -> str:
     return "\n".join(f"- {i}" for i in items)
 
 
+def detail(why, recommendation: str, evidence: str, note: str = "") -> str:
+    """Every card's detail: the patient facts that fired the rule (a list, or one sentence), the
+    recommendation (then any note), and the evidence — the same document as the card's primary source."""
+    facts = f"\n{bullets(why)}" if isinstance(why, (list, tuple)) else f" {why}"
+    return f"**Why:**{facts}\n\n**Recommendation:** {recommendation}{note}\n\n**Evidence:** {evidence}"
+
+
 # Import order is catalogue order.
 from . import red_flags, imaging, first_line  # noqa: E402,F401
 from . import nsaid, muscle_relaxant, second_line, opioid  # noqa: E402,F401
-
-BY_ID = {r.id: r for r in CATALOGUE}

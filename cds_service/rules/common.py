@@ -9,7 +9,6 @@ from . import ctx
 
 IMAGING_SETS = {"thoracic": ("spine_imaging_thoracic", "spine_imaging_any"),
                 "lumbar": ("spine_imaging_lumbar", "spine_imaging_any")}
-REGION_NAME = {"thoracic": "thoracic", "lumbar": "lumbar"}
 
 
 def imaging_on_record(f: Facts, region: str, modalities: tuple[str, ...]) -> bool:

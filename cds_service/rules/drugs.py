@@ -10,12 +10,18 @@ from dataclasses import dataclass
 
 from .. import orders
 from ..facts import Drug, Facts
-from . import OS, Finding, bullets, ctx
+from . import PV, Finding, bullets, ctx, detail
+from .suggest import liver_risk
+
+
+def _fresh(drugs: list[Drug]) -> list[Drug]:
+    """Patient-view: a possibly stale list entry never fires a card by itself."""
+    return [d for d in drugs if not getattr(d, "possibly_stale", False)]
 
 
 def subjects(f: Facts, *classes: str) -> list[Drug]:
     """The drugs a single-drug rule is about: selected drafts (order-select) or current ones (patient-view)."""
-    return f.selected_of(*classes) if f.hook == OS else f.current_of(*classes)
+    return f.selected_of(*classes) if f.hook != PV else _fresh(f.current_of(*classes))
 
 
 @dataclass
@@ -34,7 +40,7 @@ def pairs(f: Facts, own_classes: tuple[str, ...], other_classes: tuple[str, ...]
             return
         found.setdefault((own.ref, other.ref), Pair(own, other))
 
-    if f.hook == OS:
+    if f.hook != PV:
         for own in f.selected_of(*own_classes):
             for other in f.current_of(*other_classes) + f.selected_of(*other_classes):
                 add(own, other)
@@ -42,30 +48,49 @@ def pairs(f: Facts, own_classes: tuple[str, ...], other_classes: tuple[str, ...]
             for own in f.current_of(*own_classes):
                 add(own, other)
     else:
-        for own in f.current_of(*own_classes):
-            for other in f.current_of(*other_classes):
+        for own in _fresh(f.current_of(*own_classes)):
+            for other in _fresh(f.current_of(*other_classes)):
                 add(own, other)
     return list(found.values())
 
 
 def drug_line(d: Drug) -> str:
     role = "Selected order" if d.selected else ("Other draft order" if d.is_draft else "Current")
-    return f"{role}: {d.label}"
+    return f"{role}: {d.label}{stale_note(d)}"
+
+
+TAPER_CLASSES = ("opioid", "benzodiazepine", "gabapentinoid")  # and baclofen: stopping abruptly harms
+
+
+def _review_advice(d: Drug) -> str:
+    if "moud" in d.classes:
+        return "continue it (treatment of opioid use disorder is never stopped for this)"
+    if d.classes & set(TAPER_CLASSES) or d.has_ingredient("baclofen"):
+        return "review; taper, do not stop abruptly"
+    return "review or stop"
+
+
+def stale_note(d: Drug) -> str:
+    """An old list entry: it may add a finding, so the card asks whether it is still taken."""
+    if not getattr(d, "possibly_stale", False):
+        return ""
+    since = getattr(d, "listed_since", None) or d.date
+    year = f" since {since.year}" if since else ""
+    return f" (on the medication list{year}, not renewed since: confirm the patient still takes it)"
 
 
 def review_note(drugs: list[Drug]) -> str:
     current = [d for d in drugs if not d.selected]
     if not current:
         return ""
-    names = "; ".join(d.name for d in current)
-    return f"\n\n**Review or stop** the current {names} with the patient (this card does not change that order)."
+    lines = "; ".join(f"{d.name}: {_review_advice(d)}{stale_note(d)}" for d in current)
+    return f"\n\n**Current medication:** {lines}. This card does not change that order."
 
 
 def drug_detail(why: list[str], advice: str, culprits: list[Drug], evidence: str, note: str = "") -> str:
-    """The detail of every drug-safety card: why, the advice (with 'review or stop' for current
+    """The detail of every drug-safety card: why, the advice (with the review advice for current
     culprits), a family-specific note, the evidence."""
-    return (f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {advice}{review_note(culprits)}{note}"
-            f"\n\n**Evidence:** {evidence}")
+    return detail(why, advice, evidence, review_note(culprits) + note)
 
 
 def drug_finding(f: Facts, level: str, summary: str, culprits: list[Drug], why: list[str], advice: str,
@@ -80,6 +105,8 @@ def fix_suggestions(f: Facts, culprits: list[Drug], *, remove: bool = True, repl
     """Alternatives for the culprit drugs: on a selected draft, replace it (delete + create) or remove it;
     on a current drug, create the alternative; `add` creates a protective drug (e.g. a PPI)."""
     out: list[orders.Suggestion] = []
+    if replace_with == "acetaminophen_500" and liver_risk(f):
+        replace_with = "acetaminophen_500_liver"  # 2 g a day at most with liver disease or alcohol use
     replacement_ok = replace_with is not None and not _already_taking(f, replace_with)
     for drug in culprits:
         if drug.selected:
@@ -95,11 +122,13 @@ def fix_suggestions(f: Facts, culprits: list[Drug], *, remove: bool = True, repl
     return out
 
 
-_CLASS_OF_ORDERABLE = {"acetaminophen_500": "acetaminophen", "pantoprazole_40": "ppi",
+_CLASS_OF_ORDERABLE = {"acetaminophen_500": "acetaminophen", "acetaminophen_500_liver": "acetaminophen",
+                       "pantoprazole_40": "ppi",
                        "naloxone_nasal_4": "naloxone_rescue", "naproxen_500": "nsaid"}
 
 
 def _already_taking(f: Facts, key: str) -> bool:
+    """A current drug of the orderable's class (oxycodone/acetaminophen counts for acetaminophen)."""
     cls = _CLASS_OF_ORDERABLE.get(key)
     return bool(cls and f.current_of(cls))
 

@@ -4,37 +4,58 @@ from __future__ import annotations
 
 from .. import orders
 from ..facts import LOINC_PAIN, Facts
-from . import OS, PV, Finding, bullets, ctx, rule
+from . import OS, PV, Finding, bullets, ctx, detail, rule
 from .common import bp_text, imaging, regions_text, surgery_referral, surgery_referral_on_record, thoracic_note
 
+PAIN_WINDOW_DAYS = 30  # a pain score counts for a month (part of the surgical-referral definition)
 CONSERVATIVE_CLASSES = ("nsaid", "skeletal_muscle_relaxant", "acetaminophen", "opioid", "gabapentinoid",
                         "snri", "tca")
+
+
+def _study_key(study) -> set[str]:
+    """Suggestion keys that order the same study as a selected imaging order (modality and region)."""
+    regions = [r for r in ("thoracic", "lumbar") if f"spine_imaging_{r}" in study.valuesets] or ["thoracic", "lumbar"]
+    return {f"imaging:{study.modality}:{r}" for r in regions}
+
+
+def _suggested_today(f: Facts, found: dict) -> set[str]:
+    """Imaging the patient-view findings suggest for this patient today: the red flags (any level),
+    the thoracic differential and persistent radiculopathy. Order-select never removes such a study."""
+    from .red_flags import thoracic_differential  # noqa: PLC0415 (same catalogue, defined earlier)
+    findings = [x for r, x in found.items() if r.startswith("red-flag.")]
+    findings += [x for x in (thoracic_differential(f, found), persistent_radiculopathy(f, found)) if x]
+    return {s.key for x in findings for s in x.suggestions}
+
+
+def _red_flag_at_warning(found: dict) -> bool:
+    return any(r.startswith("red-flag.") and x.indicator in {"warning", "critical"} for r, x in found.items())
 
 
 @rule("imaging.avoid-early", title="Early spine imaging without red flags", hooks=(OS,),
       sources=("ACP-IMG2011", "ACR-LBP", "NICE-NG59"),
       trigger="a selected spine-imaging order while back pain is < PERSISTENT_WEEKS old, with no red flag at "
-              "warning or critical and no thoracic differential at warning",
+              "warning or critical, unless a patient-view finding suggests that study today",
       levels=("warning",), suggests="remove the draft imaging order")
 def avoid_early(f: Facts, found: dict) -> Finding | None:
-    if not f.selected_imaging or not f.acute:
+    if not f.selected_imaging or not f.acute or _red_flag_at_warning(found):
         return None
-    if any(r.startswith("red-flag.") and x.indicator in {"warning", "critical"} for r, x in found.items()):
+    today = _suggested_today(f, found)
+    studies = [p for p in f.selected_imaging if not _study_key(p) & today]
+    if not studies:
         return None
-    if found.get("thoracic.differential") and found["thoracic.differential"].indicator == "warning":
-        return None
-    study = f.selected_imaging[0]
+    study = studies[0]
     weeks = f.params["PERSISTENT_WEEKS"]
     return Finding(
         "warning",
         f"Spine imaging at {f.duration_days} days without red flags: not recommended before {weeks:g} weeks",
-        f"**Why:**\n{bullets([f'Selected order: {study.text or study.ref}', f'Back pain: {bp_text(f)} ({f.episode_text})', 'No red flag on record (cauda equina, infection, malignancy, fracture, neurological deficit)'])}"
-        f"\n\n**Recommendation:** imaging in the first {weeks:g} weeks without red flags does not improve "
-        "outcomes, finds incidental changes and leads to more procedures. Reassess at "
-        f"{weeks:g}–6 weeks (this service uses {weeks:g} weeks; ACR 2021 says 6 weeks of optimal management)."
-        f"{thoracic_note(f)}\n\n**Evidence:** strong recommendation, moderate-quality evidence (ACP 2011); "
-        "ACR 2021 'usually not appropriate'.",
-        [orders.remove_draft(study.ref, study.text or "spine imaging")],
+        detail([f"Selected order: {study.text or study.ref}", f"Back pain: {bp_text(f)} ({f.episode_text})",
+                "No red flag on record (cauda equina, infection, malignancy, fracture, neurological deficit)"],
+               f"imaging in the first {weeks:g} weeks without red flags does not improve outcomes, finds incidental "
+               f"changes and leads to more procedures. Reassess at {weeks:g}–6 weeks (this service uses {weeks:g} "
+               f"weeks; ACR 2021 says 6 weeks of optimal management).{thoracic_note(f)}",
+               "ACP: imaging for low back pain (2011) — strong recommendation, moderate-quality evidence; ACR 2021 "
+               "'usually not appropriate'."),
+        [orders.remove_draft(study.ref, study.text or "spine imaging")], about=(study.ref,),
     )
 
 
@@ -111,34 +132,73 @@ def epidural_referral(f: Facts, found: dict) -> Finding | None:
 
 @rule("procedure.surgical-referral", title="Spine surgery referral", hooks=(PV,),
       sources=("NASS-LDH", "NICE-NG59", "JENSEN2019"),
-      trigger="radiculopathy > 12 weeks with latest pain score ≥ 7 (≤ 30 days); or spinal stenosis > 12 weeks with "
-              "neurogenic claudication or pain ≥ 7; and no spine surgery referral since onset",
+      trigger="radiculopathy > CHRONIC_WEEKS with latest pain score ≥ SEVERE_PAIN (≤ 30 days); or spinal stenosis > "
+              "CHRONIC_WEEKS with neurogenic claudication or pain ≥ SEVERE_PAIN; and no spine surgery referral "
+              "since onset",
       levels=("info",), suggests="spine surgery referral")
 def surgical_referral(f: Facts, found: dict) -> Finding | None:
     if surgery_referral_on_record(f):
         return None
-    pain = f.latest_lab(*LOINC_PAIN, within_days=30)
-    severe = pain is not None and pain.value >= 7
+    pain = f.latest_lab(*LOINC_PAIN, within_days=PAIN_WINDOW_DAYS)
+    severe = pain is not None and pain.value >= f.params["SEVERE_PAIN"]
+    chronic_days = f.params["CHRONIC_WEEKS"] * 7
     radic_days = f.days_since_onset(f.radic_conditions)
     stenosis = f.conditions_in("spinal_stenosis", include_indications=False)
     stenosis_days = f.days_since_onset(stenosis)
     facts = []
-    if f.has_radic and radic_days is not None and radic_days > 84 and severe:
+    if f.has_radic and radic_days is not None and radic_days > chronic_days and severe:
         facts = [c.label for c in f.radic_conditions] + [f"{radic_days // 7} weeks since onset"]
-    elif stenosis and stenosis_days is not None and stenosis_days > 84 and (
+    elif stenosis and stenosis_days is not None and stenosis_days > chronic_days and (
             f.has("neurogenic_claudication") or severe):
         facts = [c.label for c in stenosis] + [f"{stenosis_days // 7} weeks since onset"]
     if not facts:
         return None
     if severe:
         facts.append(f"pain score {pain.value:g}/10 on {pain.date.isoformat()}")
-    suggestions = surgery_referral(f)
     return Finding(
         "info",
-        "Persistent disabling radicular or stenosis symptoms beyond 12 weeks: spine surgery referral",
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** refer for a surgical opinion; discectomy relieves "
-        "radicular pain faster than continued conservative care, and decompression helps neurogenic "
-        "claudication. Shared decision: outcomes converge by 1–2 years.\n\n**Evidence:** NASS: discectomy "
-        "gives faster relief than medical care (Grade B); NICE NG59.",
-        suggestions,
+        f"Persistent disabling radicular or stenosis symptoms beyond {f.params['CHRONIC_WEEKS']:g} weeks: "
+        "spine surgery referral",
+        detail(facts, "refer for a surgical opinion; discectomy relieves radicular pain faster than continued "
+               "conservative care, and decompression helps neurogenic claudication. Shared decision: outcomes "
+               f"converge by 1–2 years.{f.unreadable_note('pain')}",
+               "NASS guideline: lumbar disc herniation with radiculopathy — discectomy gives faster relief than "
+               "medical care (Grade B); NICE NG59."),
+        surgery_referral(f),
+    )
+
+
+@rule("imaging.nonspecific", title="Spine MRI or CT for non-specific back pain", hooks=(OS,),
+      sources=("ACP-IMG2011", "ACR-LBP", "NICE-NG59"),
+      trigger="a selected spine MRI or CT for back pain ≥ PERSISTENT_WEEKS without radiculopathy, spinal stenosis, "
+              "prior spine surgery or a red flag at warning or critical, and no management on record since onset "
+              "(NSAID, muscle relaxant, other analgesic or non-drug therapy)",
+      levels=("warning",), suggests="remove the draft imaging order; physical therapy referral")
+def nonspecific(f: Facts, found: dict) -> Finding | None:
+    studies = [p for p in f.selected_imaging if p.modality in {"MR", "CT"}]
+    if not studies or not f.persistent or f.has_radic or _red_flag_at_warning(found):
+        return None
+    if f.conditions_in("spinal_stenosis", "prior_spine_surgery"):
+        return None
+    if f.on_record(*CONSERVATIVE_CLASSES, since=f.onset_date) or f.procedures_in("nonpharm_procedures",
+                                                                                  since=f.onset_date):
+        return None
+    today = _suggested_today(f, found)
+    studies = [p for p in studies if not _study_key(p) & today]
+    if not studies:
+        return None
+    study = studies[0]
+    return Finding(
+        "warning",
+        "Spine MRI/CT for non-specific back pain with no treatment yet: manage first, image if it persists",
+        detail([f"Selected order: {study.text or study.ref}", f"Back pain: {bp_text(f)} ({f.episode_text})",
+                "no radiculopathy, spinal stenosis, prior spine surgery or red flag on record",
+                "no NSAID, muscle relaxant, other analgesic or physical therapy on record since onset"],
+               "routine imaging of non-specific back pain does not improve outcomes at any duration. MRI is for "
+               "symptoms that persist after about 6 weeks of management in a candidate for intervention; disc "
+               "bulges without nerve-root compression are common and non-specific.",
+               "ACP: imaging for low back pain (2011) — routine imaging does not improve outcomes; ACR 2021."),
+        [orders.remove_draft(study.ref, study.text or "spine imaging"),
+         orders.order_service("physical_therapy", ctx(f), recommended=False)],
+        selection="any", about=(study.ref,),
     )

@@ -26,7 +26,7 @@ def older_adult(f: Facts, found: dict) -> Finding | None:
                     drugs, [drug_line(d) for d in drugs] + [f"age {f.age}"],
                     "Muscle relaxants are poorly tolerated by older adults (anticholinergic effects, sedation, "
                     "falls) and their benefit is doubtful. Prefer exercise therapy.",
-                    "Beers 2023: avoid (strong recommendation, moderate quality).", extra=pt, selection="any")
+                    "AGS Beers Criteria (2023): avoid (strong recommendation, moderate quality).", extra=pt, selection="any")
 
 
 def _strength(d) -> float | None:
@@ -65,22 +65,22 @@ def hepatic(f: Facts, found: dict) -> Finding | None:
 
 
 @rule("muscle-relaxant.renal", title="Baclofen with reduced kidney function", hooks=(PV, OS),
-      sources=("KDIGO", "BEERS2023"), trigger="baclofen and eGFR < 60", levels=("warning",),
+      sources=("BEERS2023", "KDIGO"), trigger="baclofen and eGFR < EGFR_CAUTION", levels=("warning",),
       suggests="remove, or reduce the dose")
 def renal(f: Facts, found: dict) -> Finding | None:
     drugs = [d for d in subjects(f, *RELAXANT) if d.has_ingredient("baclofen")]
     egfr = f.egfr
-    if not drugs or not egfr or not egfr.below(60):
+    if not drugs or not egfr or not egfr.below(f.params["EGFR_CAUTION"]):
         return None
     return drug_finding(f, "warning", f"Baclofen with eGFR {egfr.shown}: risk of encephalopathy — reduce the dose or avoid",
                     drugs, [drug_line(d) for d in drugs] + [f"eGFR {egfr.shown} on {egfr.date.isoformat()}"],
                     "Baclofen is renally cleared; toxicity (confusion, coma) occurs at usual doses when kidney "
                     "function is reduced. Reduce the dose (e.g. by a third at eGFR 50–80, by half at 30–50) or avoid.",
-                    "Beers 2023: avoid at eGFR < 60 or reduce dose.")
+                    f"AGS Beers Criteria (2023): avoid at eGFR < {f.params['EGFR_CAUTION']:g} or reduce the dose.")
 
 
-@rule("muscle-relaxant.sedation", title="Muscle relaxant: sedation", hooks=(OS,), sources=("FDA-CYCLO", "ACP2017"),
-      trigger="any selected muscle relaxant", levels=("info",))
+@rule("muscle-relaxant.sedation", title="Muscle relaxant: sedation", hooks=(OS,), sources=("ACP2017", "FDA-CYCLO"),
+      trigger="any selected muscle relaxant", levels=("info",), evidence_only=True)
 def sedation(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *RELAXANT)
     if not drugs:
@@ -108,7 +108,7 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
     return drug_finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
                     "Combining CNS-active drugs raises the risk of falls, over-sedation and respiratory depression; "
                     "the opioid + benzodiazepine + muscle relaxant combination is the most dangerous.",
-                    "Beers 2023: avoid 3 or more CNS-active drugs (strong recommendation).")
+                    "AGS Beers Criteria (2023): avoid 3 or more CNS-active drugs (strong recommendation).")
 
 
 @rule("muscle-relaxant.serotonergic", title="Cyclobenzaprine with serotonergic drugs", hooks=(PV, OS),

@@ -4,7 +4,7 @@ patient-view on a current NSAID). "NSAID" here is always a systemic NSAID (facts
 from __future__ import annotations
 
 from ..facts import Facts
-from . import OS, PV, Finding, bullets, rule
+from . import OS, PV, Finding, detail, rule, suggest
 from .drugs import drug_detail, drug_line, fix_suggestions, pairs, protected, subjects
 
 NSAID = ("nsaid",)
@@ -12,17 +12,23 @@ NSAID = ("nsaid",)
 
 def _data_note(f: Facts) -> str:
     reason = f.egfr_unknown_reason
-    return f"\n\nKidney function could not be checked: {reason}." if reason else ""
+    return (f"\n\nKidney function could not be checked: {reason}." if reason else "") + f.unreadable_note("eGFR")
 
 
 def _finding(f: Facts, level: str, summary: str, why: list[str], advice: str, evidence: str, culprits,
              *, remove=True, acetaminophen=False, ppi=False, selection="at-most-one") -> Finding:
+    """An NSAID finding. `remove` marks a §1 NSAID contraindication: the order should go, so its card
+    drops the suggestions that would keep it (a PPI)."""
     suggestions = fix_suggestions(f, culprits, remove=remove, replace_with="acetaminophen_500" if acetaminophen else None,
                                   add=("pantoprazole_40",) if ppi else ())
-    return Finding(level, summary, drug_detail(why, advice, culprits, evidence, _data_note(f)), suggestions, selection)
+    note = _data_note(f)
+    if acetaminophen:
+        note += "".join(f"\n\n{line}" for line in [suggest.acetaminophen(f)[1]] if line)
+    return Finding(level, summary, drug_detail(why, advice, culprits, evidence, note), suggestions, selection,
+                   remove_order=remove)
 
 
-@rule("nsaid.gi-bleed", title="NSAID with GI bleeding or ulcer", hooks=(PV, OS), sources=("ACP2017", "BEERS2023"),
+@rule("nsaid.gi-bleed", title="NSAID with GI bleeding or ulcer", hooks=(PV, OS), sources=("BEERS2023", "ACP2017"),
       trigger="systemic NSAID and GI bleeding or peptic ulcer (critical when ≤ 12 months, except K62.5 and Z87.11)",
       levels=("critical", "warning"), suggests="remove the NSAID; or add pantoprazole 40 mg; acetaminophen")
 def gi_bleed(f: Facts, found: dict) -> Finding | None:
@@ -37,7 +43,7 @@ def gi_bleed(f: Facts, found: dict) -> Finding | None:
     return _finding(f, level, f"NSAID with {'recent ' if recent else ''}GI bleeding or ulcer: avoid, or protect with a PPI",
                     why, "NSAIDs multiply the risk of upper GI bleeding 3–5-fold, highest after a recent bleed. "
                     "Prefer acetaminophen; if an NSAID is essential, add a PPI and use the lowest dose.",
-                    "Beers 2023: avoid in history of GI bleeding unless alternatives fail and a PPI is added.",
+                    "AGS Beers Criteria (2023): avoid in history of GI bleeding unless alternatives fail and a PPI is added.",
                     drugs, acetaminophen=True, ppi=not protected(f))
 
 
@@ -59,7 +65,7 @@ def anticoagulant(f: Facts, found: dict) -> Finding | None:
                     [drug_line(d) for d in nsaids + list(others.values())],
                     f"an NSAID with {what} raises the risk of major bleeding (GI and other) about 2–3-fold. Use "
                     "acetaminophen; if an NSAID cannot be avoided, add a PPI and keep it short.",
-                    "Beers 2023: avoid (strong recommendation).", nsaids, acetaminophen=True)
+                    "AGS Beers Criteria (2023): avoid (strong recommendation).", nsaids, acetaminophen=True)
 
 
 def _gastro_pair_rule(f: Facts, other_classes: tuple[str, ...], what: str, why_risk: str) -> Finding | None:
@@ -72,11 +78,11 @@ def _gastro_pair_rule(f: Facts, other_classes: tuple[str, ...], what: str, why_r
     why = [drug_line(d) for d in nsaids + others] + [f"gastroprotection: {d.label}" for d in ppi]
     if ppi:
         return Finding("info", f"NSAID with {what}: GI risk, already protected by {ppi[0].name.split()[0]}",
-                       f"**Why:**\n{bullets(why)}\n\n**Recommendation:** {why_risk} A PPI or misoprostol is current; "
-                       "keep it while the NSAID continues.\n\n**Evidence:** Beers 2023.")
+                       detail(why, f"{why_risk} A PPI or misoprostol is current; keep it while the NSAID continues.",
+                              "AGS Beers Criteria (2023)."))
     return _finding(f, "warning", f"NSAID with {what}: GI bleeding risk — add a PPI or avoid", why,
                     f"{why_risk} Add a PPI (pantoprazole 40 mg daily) or avoid the NSAID.",
-                    "Beers 2023 (moderate quality).", nsaids, ppi=True)
+                    "AGS Beers Criteria (2023), moderate quality.", nsaids, remove=False, ppi=True)
 
 
 @rule("nsaid.ssri-snri", title="NSAID with an SSRI or SNRI", hooks=(PV, OS), sources=("BEERS2023",),
@@ -123,7 +129,7 @@ def renal(f: Facts, found: dict) -> Finding | None:
                     "NSAIDs reduce renal perfusion and can cause acute kidney injury and hyperkalaemia; avoid below "
                     f"eGFR {f.params['EGFR_AVOID']:g}, and below {f.params['EGFR_CAUTION']:g} use only briefly with "
                     "monitoring. Acetaminophen is the safer analgesic.",
-                    "KDIGO 2024: avoid prolonged NSAIDs in CKD, avoid with eGFR < 30; Beers 2023.", drugs,
+                    "KDIGO 2024: avoid prolonged NSAIDs in CKD, avoid with eGFR < 30; AGS Beers Criteria (2023).", drugs,
                     acetaminophen=True)
 
 
@@ -137,7 +143,7 @@ def heart_failure(f: Facts, found: dict) -> Finding | None:
     return _finding(f, "warning", "NSAID with heart failure: fluid retention and decompensation — avoid",
                     [drug_line(d) for d in drugs] + [c.label for c in hf],
                     "NSAIDs cause sodium and water retention and can precipitate heart-failure admission.",
-                    "Beers 2023: avoid in heart failure.", drugs)
+                    "AGS Beers Criteria (2023): avoid in heart failure.", drugs)
 
 
 @rule("nsaid.cardiovascular", title="NSAID with cardiovascular disease", hooks=(PV, OS),
@@ -207,16 +213,17 @@ def lithium_methotrexate(f: Facts, found: dict) -> Finding | None:
     return _finding(f, "warning", f"NSAID with {name}: reduced clearance and toxicity — avoid or monitor levels",
                     [drug_line(d) for d in nsaids + others],
                     "NSAIDs reduce renal clearance of lithium and methotrexate, raising levels into the toxic range. "
-                    "Avoid, or monitor levels closely.", "Beers 2023 drug–drug interactions.", nsaids)
+                    "Avoid, or monitor levels closely.", "AGS Beers Criteria (2023): drug–drug interactions.", nsaids)
 
 
 @rule("nsaid.duplicate", title="Two NSAIDs", hooks=(PV, OS), sources=("BEERS2023",),
-      trigger="two different systemic NSAIDs (draft + current, or two current)", levels=("warning",),
+      trigger="two systemic NSAID orders (draft + current, or two current), the same ingredient in another salt "
+              "or strength included", levels=("warning",),
       suggests="remove one")
 def duplicate(f: Facts, found: dict) -> Finding | None:
-    def different(a, b):
-        return {i.name for i in a.ingredients} != {i.name for i in b.ingredients}
-    found_pairs = pairs(f, NSAID, NSAID, same=different)
+    # Two orders, whatever their salt or strength (naproxen + naproxen sodium count); pairs() never
+    # pairs an order with itself, and the record has each resource once.
+    found_pairs = pairs(f, NSAID, NSAID)
     if not found_pairs:
         return None
     drugs = list({d.ref: d for p in found_pairs for d in (p.own, p.other)}.values())
@@ -224,7 +231,7 @@ def duplicate(f: Facts, found: dict) -> Finding | None:
     return _finding(f, "warning", "Two NSAIDs together: more GI and kidney harm, no more pain relief",
                     [drug_line(d) for d in drugs],
                     "Combining NSAIDs adds toxicity without added benefit; keep one.",
-                    "Beers 2023: avoid duplicate NSAID use.", drafts or drugs[1:])
+                    "AGS Beers Criteria (2023): avoid duplicate NSAID use.", drafts or drugs[1:], remove=bool(drafts))
 
 
 @rule("nsaid.older-adult", title="NSAID in an older adult", hooks=(PV, OS), sources=("BEERS2023", "ACP2017"),
@@ -238,23 +245,24 @@ def older_adult(f: Facts, found: dict) -> Finding | None:
     why = [drug_line(d) for d in drugs] + [f"age {f.age}"] + [f"gastroprotection: {d.label}" for d in ppi]
     if ppi:
         return Finding("info", f"NSAID at age {f.age}, with a PPI: keep it short and monitor kidney function",
-                       f"**Why:**\n{bullets(why)}\n\n**Recommendation:** chronic NSAID use in older adults should "
-                       "be avoided; a PPI is current.\n\n**Evidence:** Beers 2023.")
+                       detail(why, "chronic NSAID use in older adults should be avoided; a PPI is current.",
+                              "AGS Beers Criteria (2023)."))
     return _finding(f, "warning", f"NSAID at age {f.age}: add a PPI, or use acetaminophen", why,
-                    "Avoid chronic NSAID use at 65 and over unless alternatives fail and a PPI or misoprostol is "
-                    "added; consider acetaminophen.", "Beers 2023 (strong recommendation).", drugs,
-                    remove=False, acetaminophen=True, ppi=True)
+                    f"Avoid chronic NSAID use at {f.params['OLDER_AGE']:g} and over unless alternatives fail and a PPI "
+                    "or misoprostol is added; consider acetaminophen.", "AGS Beers Criteria (2023), strong "
+                    "recommendation.", drugs, remove=False, acetaminophen=True, ppi=True)
 
 
 @rule("nsaid.radiculopathy-evidence", title="NSAIDs for radicular pain: evidence", hooks=(OS,),
-      sources=("NICE-NG59", "JENSEN2019"), trigger="a selected systemic NSAID for a patient with radiculopathy",
-      levels=("info",))
+      sources=("JENSEN2019", "NICE-NG59"), trigger="a selected systemic NSAID for a patient with radiculopathy",
+      levels=("info",), evidence_only=True)
 def radiculopathy_evidence(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *NSAID)
     if not drugs or not f.has_radic:
         return None
     return Finding("info", "NSAIDs for sciatica: small, inconsistent benefit",
-                   f"**Why:**\n{bullets([drug_line(d) for d in drugs] + [c.label for c in f.radic_conditions])}\n\n"
-                   "**Recommendation:** for radicular pain NSAIDs give at best a small, short-term benefit; use the "
-                   "lowest dose for the shortest time alongside exercise therapy.\n\n**Evidence:** low-quality "
-                   "evidence of small or no benefit for sciatica (Jensen 2019; NICE NG59).")
+                   detail([drug_line(d) for d in drugs] + [c.label for c in f.radic_conditions],
+                          "for radicular pain NSAIDs give at best a small, short-term benefit; use the lowest dose for "
+                          "the shortest time alongside exercise therapy.",
+                          "BMJ: diagnosis and treatment of sciatica (Jensen 2019) — low-quality evidence of small or "
+                          "no benefit; NICE NG59."))

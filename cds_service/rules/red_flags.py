@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from .. import orders
 from ..facts import LOINC_TEMPERATURE, Facts, unique
-from . import OS, PV, Finding, bullets, ctx, rule
+from . import OS, PV, Finding, bullets, ctx, detail, rule
 from .common import bp_text, imaging, imaging_on_record, regions_text, surgery_referral
+
+
+FEVER_WINDOW_DAYS = 7  # fever counts for a week (part of red-flag.infection's definition)
+NEW_EPISODE_WEEKS = 12  # fracture red flags are for an episode that began this recently
 
 
 def _mri_or_ct_since_onset(f: Facts) -> bool:
@@ -42,39 +46,47 @@ def cauda_equina(f: Facts, found: dict) -> Finding | None:
 @rule("red-flag.infection", title="Possible spinal infection", hooks=(PV, OS),
       sources=("ACR-LBP", "NICE-NG59", "ACP-IMG2011"),
       trigger="back pain with spinal infection (critical); or with fever ≤ 7 days (coded, or temperature ≥ "
-              "FEVER_C), injection drug or stimulant use, or immunosuppression (warning; info once MRI/CT "
-              "is on record for a risk factor alone)",
+              "FEVER_C), immunosuppression or a current systemic immunosuppressant drug (warning; info once MRI/CT "
+              "is on record for immunosuppression alone). Substance use alone does not fire it",
       levels=("critical", "warning", "info"), suggests="MRI without and with contrast (region); ESR and CRP")
 def infection(f: Facts, found: dict) -> Finding | None:
     infection = f.conditions_in("red_flag_spinal_infection")
-    fever_coded = f.conditions_in("red_flag_fever", within_days=7)
+    fever_coded = f.conditions_in("red_flag_fever", within_days=FEVER_WINDOW_DAYS)
     temps = [t for t in f.labs.get(LOINC_TEMPERATURE, [])
-             if (f.today - t.date).days <= 7 and t.value >= f.params["FEVER_C"]]
-    risks = f.conditions_in("substance_use_opioid_stimulant", "red_flag_immunosuppression")
-    if not (infection or fever_coded or temps or risks):
+             if (f.today - t.date).days <= FEVER_WINDOW_DAYS and t.value >= f.params["FEVER_C"]]
+    immune = f.conditions_in("red_flag_immunosuppression")
+    drugs = [d for d in f.current_of("immunosuppressant") if d.systemic and not d.is_draft]
+    fever = bool(fever_coded or temps)
+    if not (infection or fever or immune or drugs):
         return None
     facts = [c.label for c in infection] + [f"fever: {c.label}, {c.start.isoformat()}" for c in fever_coded]
     facts += [f"temperature {t.value:.1f} °C on {t.date.isoformat()}" for t in temps]
-    facts += [f"risk factor: {c.label}" for c in risks]
+    facts += [f"risk factor: {c.label}" for c in immune] + [f"immunosuppressant: {d.label}" for d in drugs]
+    substance = f.conditions_in("substance_use_opioid_stimulant")
+    if substance and (infection or fever):
+        facts += [f"{c.label}: injection drug use raises the risk — ask" for c in substance]
     if infection:
         level = "critical"
         summary = "Spinal infection on record with back pain: MRI with contrast, ESR and CRP"
-    elif fever_coded or temps:
+    elif fever:
         level = "warning"
         summary = "Back pain with recent fever: exclude spinal infection (MRI with contrast, ESR, CRP)"
     else:
         level = "info" if _mri_or_ct_since_onset(f) else "warning"
-        summary = "Back pain with infection risk factors: ask about fever; consider ESR, CRP and MRI"
+        summary = "Back pain with immunosuppression: ask about fever; consider ESR, CRP and MRI"
     labs = [orders.order_service("esr", ctx(f)), orders.order_service("crp", ctx(f))]
     answered = "\n\nSpine MRI or CT is already on record since onset: re-image only if the picture changes." \
         if level == "info" else ""
+    answered += f.unreadable_note("temperature")
     return Finding(
         level, summary,
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** vertebral osteomyelitis, discitis and epidural "
-        "abscess present with back pain and often without fever. Check ESR and CRP; MRI of the "
-        f"{regions_text(f)} spine without and with contrast when infection is suspected.{answered}\n\n"
-        "**Evidence:** red flag by consensus; MRI with contrast is the study of choice (ACR 2021).",
+        detail(facts, "vertebral osteomyelitis, discitis and epidural abscess present with back pain and often "
+               f"without fever. Check ESR and CRP; MRI of the {regions_text(f)} spine without and with contrast "
+               f"when infection is suspected.{answered}",
+               "ACR Appropriateness Criteria: Low Back Pain (2021) — MRI without and with contrast is the study "
+               "of choice for suspected infection; red flag by consensus."),
         imaging(f, "mri_w_wo", priority="urgent" if level == "critical" else None) + labs,
+        urgent=fever,
     )
 
 
@@ -119,37 +131,45 @@ def malignancy(f: Facts, found: dict) -> Finding | None:
     answered = "\n\nSpine MRI or CT is already on record since onset." if level == "info" else ""
     return Finding(
         level, summary,
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** {advice}{answered}\n\n"
-        "**Evidence:** a history of cancer is the strongest single red flag for spinal malignancy "
-        "(ACP 2011; ACR 2021).",
-        suggestions,
+        detail(facts, f"{advice}{answered}", "ACR Appropriateness Criteria: Low Back Pain (2021); a history of "
+               "cancer is the strongest single red flag for spinal malignancy (ACP 2011)."),
+        suggestions, urgent=level == "warning" and bool(mets or active),
     )
 
 
 @rule("red-flag.fracture", title="Possible vertebral fracture", hooks=(PV, OS),
       sources=("ACR-LBP", "ACP-IMG2011", "NICE-NG59"),
-      trigger="back pain with osteoporosis or fracture risk, or a systemic corticosteroid ≥ 90 days "
-              "(warning); or age ≥ FRACTURE_AGE with no spine imaging since onset (info)",
+      trigger="a new episode (the latest back-pain condition began ≤ 12 weeks ago) with no spine imaging since: "
+              "osteoporosis or fracture risk, or a systemic corticosteroid ≥ 90 days (warning); age ≥ FRACTURE_AGE "
+              "alone (info)",
       levels=("warning", "info"), suggests="spine X-ray (region)")
 def fracture(f: Facts, found: dict) -> Finding | None:
+    starts = [c.start for c in f.bp_conditions if c.start and not c.from_indication]
+    episode = max(starts) if starts else None
+    if episode is None or (f.today - episode).days > NEW_EPISODE_WEEKS * 7:
+        return None  # fracture red flags are for a new episode, not back pain that has been chronic for years
+    if f.procedures_in("spine_imaging_lumbar", "spine_imaging_thoracic", "spine_imaging_any", since=episode):
+        return None
     risk = f.conditions_in("osteoporosis_fracture_risk", "long_term_systemic_steroid")
     steroids = [d for d in f.current_of("systemic_corticosteroid")
                 if d.date and (f.today - d.date).days >= 90 and not d.is_draft]
     facts = [c.label for c in risk] + [f"{d.label} since {d.date.isoformat()}" for d in steroids]
     if facts:
         level = "warning"
-        summary = "Back pain with osteoporosis or long-term steroids: spine X-ray for vertebral fracture"
-    elif f.age is not None and f.age >= f.params["FRACTURE_AGE"] and not f.spine_imaging_since_onset():
+        summary = "New back pain with osteoporosis or long-term steroids: spine X-ray for vertebral fracture"
+    elif f.age is not None and f.age >= f.params["FRACTURE_AGE"]:
         level = "info"
-        facts = [f"age {f.age}"]
-        summary = f"Age {f.age} with back pain: consider a spine X-ray for compression fracture"
+        facts = [f"age {f.age} (≥ {f.params['FRACTURE_AGE']:g})"]
+        summary = f"Age {f.age} with new back pain: consider a spine X-ray for compression fracture"
     else:
         return None
+    facts.insert(0, f"back pain episode began {episode.isoformat()}")
     return Finding(
         level, summary,
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** plain radiographs of the {regions_text(f)} spine "
-        "first; MRI if the X-ray is negative and suspicion remains or there are neurological signs.\n\n"
-        "**Evidence:** X-ray is the initial study for suspected osteoporotic fracture (ACR 2021).",
+        detail(facts, f"plain radiographs of the {regions_text(f)} spine first; MRI if the X-ray is negative and "
+               "suspicion remains or there are neurological signs.",
+               "ACR Appropriateness Criteria: Low Back Pain (2021) — X-ray is the initial study for suspected "
+               "osteoporotic fracture."),
         imaging(f, "xr"),
     )
 
@@ -180,36 +200,53 @@ def neuro_deficit(f: Facts, found: dict) -> Finding | None:
         f"weakness) calls for MRI of the {regions_text(f)} spine and a spine surgery opinion.\n\n"
         "**Evidence:** consensus; early decompression may improve motor recovery (NASS).",
         imaging(f, "mri_wo", priority="urgent") + surgery_referral(f, priority="urgent"),
+        urgent=True,
     )
 
 
 @rule("thoracic.differential", title="Thoracic radicular pain: differential diagnosis", hooks=(PV,),
       sources=("ACR-LBP", "JENSEN2019", "NICE-NG234"),
-      trigger="thoracic region (warning when age ≥ THORACIC_WARN_AGE or cancer active or in the history)",
-      levels=("info", "warning"),
-      suggests="MRI thoracic spine without contrast (only at warning level or when duration ≥ PERSISTENT_WEEKS)")
+      trigger="thoracic region; age ≥ THORACIC_WARN_AGE and a cancer history are named as reasons for a low "
+              "threshold (a cancer itself is red-flag.malignancy's card)",
+      levels=("info",),
+      suggests="MRI thoracic spine without contrast when back pain ≥ PERSISTENT_WEEKS, no red flag suggests an MRI, "
+               "no spine MRI/CT since onset and no recent differential diagnosis explains the pain")
 def thoracic_differential(f: Facts, found: dict) -> Finding | None:
     if f.region != "thoracic":
         return None
-    cancer = f.conditions_in("active_malignancy", "history_of_malignancy")
-    older = f.age is not None and f.age >= f.params["THORACIC_WARN_AGE"]
-    level = "warning" if (older or cancer) else "info"
-    known = f.conditions_in("thoracic_differential")
     facts = [f"Thoracic back pain: {bp_text(f)} ({f.episode_text})"]
-    if older:
-        facts.append(f"age {f.age}")
-    facts += [f"cancer: {c.label}" for c in cancer]
-    on_record = ("\n\nAlready on record: " + "; ".join(c.label for c in known) + ".") if known else ""
-    suggestions = imaging(f, "mri_wo", regions=("thoracic",)) if (level == "warning" or f.persistent) else []
+    low_threshold = []
+    if f.age is not None and f.age >= f.params["THORACIC_WARN_AGE"]:
+        low_threshold.append(f"age {f.age}")
+    low_threshold += [f"cancer: {c.label}" for c in f.conditions_in("active_malignancy", "history_of_malignancy")]
+    known = f.conditions_in("thoracic_differential")
+    explained = [c for c in known if c.start and f.onset_date and abs((c.start - f.onset_date).days) <= 30]
+    red_flag_mri = any(r.startswith("red-flag.") and any(s.key.startswith("imaging:MR") for s in x.suggestions)
+                       for r, x in found.items())
+    suggestions = []
+    if f.persistent and not explained and not red_flag_mri and not _mri_or_ct_since_onset(f):
+        suggestions = imaging(f, "mri_wo", regions=("thoracic",))
+    notes = ""
+    if explained:
+        c = explained[0]
+        code = c.codes[0].as_recorded if c.codes else ""
+        notes += (f"\n\nLikely explained by {(c.text or c.codes[0].display or 'a recorded diagnosis').lower()}"
+                  f" ({code}, {c.start.isoformat()}): no imaging suggested.")
+    elif known:
+        notes += "\n\nAlready on record: " + "; ".join(c.label for c in known) + "."
+    if low_threshold:
+        notes += ("\n\nLow threshold for imaging: " + "; ".join(low_threshold) +
+                  " (metastases are more common in thoracic than in lumbar pain).")
+    if not f.persistent and not explained:
+        notes += (f"\n\nNo MRI before {f.params['PERSISTENT_WEEKS']:g} weeks without a red flag: the order-select "
+                  "service would advise against the same study.")
     return Finding(
-        level,
-        "Thoracic radicular pain: rule out zoster, diabetic radiculopathy, aortic, visceral and metastatic causes"
-        if level == "info" else
-        "Thoracic back pain at age ≥ 50 or with cancer: exclude metastases and visceral causes",
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** thoracic radicular pain is less often discogenic "
-        "than lumbar. Consider herpes zoster (rash may follow the pain), diabetic thoracic radiculopathy, "
-        "aortic aneurysm or dissection, cardiac, pulmonary, gastrointestinal and renal causes, and spinal "
-        f"metastases.{on_record}\n\n**Evidence:** expert opinion; thoracic evidence is sparse and largely "
-        "extrapolated from lumbar studies.",
+        "info",
+        "Thoracic radicular pain: rule out zoster, diabetic radiculopathy, aortic, visceral and metastatic causes",
+        detail(facts, "thoracic radicular pain is less often discogenic than lumbar. Consider herpes zoster (rash "
+               "may follow the pain), diabetic thoracic radiculopathy, aortic aneurysm or dissection, cardiac, "
+               f"pulmonary, gastrointestinal and renal causes, and spinal metastases.{notes}",
+               "ACR Appropriateness Criteria: Low Back Pain (2021); expert opinion — thoracic evidence is sparse "
+               "and largely extrapolated from lumbar studies."),
         suggestions,
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from ..facts import Facts
-from . import OS, PV, Finding, bullets, rule
+from .. import orders
+from . import OS, PV, Finding, bullets, ctx, detail, rule
 from .drugs import drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
 
 GABAPENTINOID = ("gabapentinoid",)
+DULOXETINE_EGFR_AVOID = 30  # label number, not a site parameter
 
 @rule("gabapentinoid.cns-depressants", title="Gabapentinoid with CNS depressants or respiratory risk",
       hooks=(PV, OS), sources=("FDA-GABA", "BEERS2023"),
@@ -26,7 +28,7 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
                     drugs, [drug_line(d) for d in drugs + others] + [c.label for c in resp],
                     "Gabapentin and pregabalin add to opioid and benzodiazepine respiratory depression, worst with "
                     "lung disease. Avoid the combination, or start at the lowest dose and monitor.",
-                    "FDA 2019 drug safety communication; Beers 2023.")
+                    "FDA 2019 drug safety communication; AGS Beers Criteria (2023).")
 
 
 def _band_max(ingredient: str, egfr: float) -> int | None:
@@ -58,10 +60,10 @@ def _reduce_frequency(f: Facts, drug, ingredient: str, maximum: int):
 
 
 @rule("gabapentinoid.renal", title="Gabapentinoid dose for kidney function", hooks=(PV, OS),
-      sources=("KDIGO", "BEERS2023"),
-      trigger="gabapentin or pregabalin daily dose above the label maximum for the eGFR band (warning), or eGFR < 60 / "
-              "CKD with the dose unknown (info)",
-      levels=("warning", "info"), suggests="reduce the dose")
+      sources=("FDA-GABAPENTIN", "BEERS2023", "KDIGO"),
+      trigger="gabapentin or pregabalin daily dose above the label maximum for the eGFR band (warning); eGFR < 60 / CKD "
+              "with the dose unknown, or an older adult with no eGFR within LAB_LOOKBACK_DAYS (info)",
+      levels=("warning", "info"), suggests="reduce the dose; or order an eGFR when kidney function is unknown")
 def renal(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *GABAPENTINOID)
     if not drugs:
@@ -90,6 +92,8 @@ def renal(f: Facts, found: dict) -> Finding | None:
             unknown.append(d)
             why.append(f"{drug_line(d)} — check the dose against kidney function")
     if not over and not unknown:
+        if egfr is None and f.older_adult:
+            return _kidney_function_unknown(f, drugs)
         return None
     if egfr:
         why.append(f"eGFR {egfr.shown} on {egfr.date.isoformat()}")
@@ -99,16 +103,28 @@ def renal(f: Facts, found: dict) -> Finding | None:
                "Gabapentinoid with reduced kidney function: check the daily dose")
     culprits = over or unknown
     return Finding(level, summary,
-                   f"**Why:**\n{bullets(why)}\n\n**Recommendation:** gabapentin and pregabalin are cleared by the "
-                   "kidney; above the label maximum they cause sedation, dizziness and falls. Gabapentin: eGFR 30–59 "
-                   "≤ 1,400 mg/day, 15–29 ≤ 700, < 15 ≤ 300. Pregabalin: 30–60 ≤ 300, 15–30 ≤ 150, < 15 ≤ 75."
-                   f"{review_note(culprits)}\n\n**Evidence:** FDA labels; Beers 2023 (reduce dose).",
+                   detail(why, "gabapentin and pregabalin are cleared by the kidney; above the label maximum they cause "
+                          "sedation, dizziness and falls. Gabapentin: eGFR 30–59 ≤ 1,400 mg/day, 15–29 ≤ 700, < 15 ≤ "
+                          "300. Pregabalin: 30–60 ≤ 300, 15–30 ≤ 150, < 15 ≤ 75.",
+                          "FDA label: gabapentin (renal dosing; pregabalin's label likewise); AGS Beers Criteria "
+                          "(2023): reduce the dose.", review_note(culprits)),
                    extra + (fix_suggestions(f, over) if over else []), "at-most-one")
+
+
+def _kidney_function_unknown(f: Facts, drugs) -> Finding:
+    unreadable = f.unreadable_note("eGFR")
+    return Finding("info", "Gabapentinoid at an older age: kidney function unknown — check eGFR before dosing",
+                   detail([drug_line(d) for d in drugs] + [f"age {f.age}",
+                          f"no eGFR in the last {f.params['LAB_LOOKBACK_DAYS']:g} days"],
+                          "gabapentin and pregabalin doses depend on kidney function, which declines with age; check "
+                          f"eGFR before dosing or increasing.{unreadable}",
+                          "FDA label: gabapentin (renal dosing); AGS Beers Criteria (2023)."),
+                   [orders.order_service("egfr", ctx(f))])
 
 
 @rule("gabapentinoid.evidence", title="Gabapentinoids for sciatica: evidence", hooks=(OS,),
       sources=("NICE-NG59", "JENSEN2019"), trigger="a selected gabapentinoid for a patient with radiculopathy",
-      levels=("info",))
+      levels=("info",), evidence_only=True)
 def evidence(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *GABAPENTINOID)
     if not drugs or not f.has_radic:
@@ -120,13 +136,15 @@ def evidence(f: Facts, found: dict) -> Finding | None:
                    "credits a small short-term benefit.\n\n**Evidence:** NICE NG59; Jensen 2019.")
 
 
-@rule("duloxetine.cautions", title="Duloxetine cautions", hooks=(PV, OS), sources=("ACP2017", "BEERS2023"),
-      trigger="duloxetine with eGFR < 30 or CKD stage 4–5, liver disease, or tramadol (both ways)",
+@rule("duloxetine.cautions", title="Duloxetine cautions", hooks=(PV, OS), sources=("FDA-DULOXETINE", "BEERS2023"),
+      trigger="duloxetine with eGFR < 30 or CKD stage 4–5, liver disease, an alcohol use disorder, or tramadol "
+              "(both ways)",
       levels=("warning",), suggests="remove")
 def duloxetine(f: Facts, found: dict) -> Finding | None:
     egfr = f.egfr
-    renal = (egfr is not None and egfr.below(30)) or bool(f.conditions_in("ckd_stage4_5_dialysis"))
-    liver = [c for c in f.conditions_in("hepatic_disease") if "hepatic_steatosis_only" not in c.valuesets]
+    renal = (egfr is not None and egfr.below(DULOXETINE_EGFR_AVOID)) or bool(f.conditions_in("ckd_stage4_5_dialysis"))
+    liver = [c for c in f.conditions_in("hepatic_disease", "alcohol_use_disorder")
+             if "hepatic_steatosis_only" not in c.valuesets]
     culprits = [d for d in subjects(f, "snri") if d.has_ingredient("duloxetine")] if (renal or liver) else []
     tramadol = [p for p in pairs(f, ("snri",), ("opioid",)) if p.own.has_ingredient("duloxetine")
                 and p.other.has_ingredient("tramadol")]
@@ -135,11 +153,13 @@ def duloxetine(f: Facts, found: dict) -> Finding | None:
         return None
     why = [drug_line(d) for d in culprits] + [drug_line(p.other) for p in tramadol]
     if renal:
-        why.append(f"eGFR {egfr.shown}" if egfr and egfr.below(30) else "CKD stage 4–5 or dialysis")
+        why.append(f"eGFR {egfr.shown}" if egfr and egfr.below(DULOXETINE_EGFR_AVOID) else "CKD stage 4–5 or dialysis")
     why += [c.label for c in liver]
-    return drug_finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease or tramadol", culprits, why,
-                    "Duloxetine is not recommended with eGFR < 30 or hepatic impairment (hepatotoxicity, raised "
-                    "levels); with tramadol it risks serotonin syndrome and seizures.", "FDA label; Beers 2023.")
+    return drug_finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease, heavy alcohol use or tramadol",
+                        culprits, why,
+                        "Duloxetine is not recommended with eGFR < 30, hepatic impairment or substantial alcohol use "
+                        "(hepatotoxicity, raised levels); with tramadol it risks serotonin syndrome and seizures.",
+                        "FDA label: duloxetine; AGS Beers Criteria (2023).")
 
 
 @rule("tca.older-adult", title="Tricyclic antidepressant in an older adult", hooks=(PV, OS),
@@ -162,4 +182,4 @@ def tca_older_adult(f: Facts, found: dict) -> Finding | None:
                     drugs, [drug_line(d) for d in drugs] + [f"age {f.age}"],
                     "TCAs are strongly anticholinergic and sedating; they cause confusion, orthostatic hypotension "
                     "and falls in older adults. Consider duloxetine or non-drug options.",
-                    "Beers 2023: avoid (strong recommendation).")
+                    "AGS Beers Criteria (2023): avoid (strong recommendation).")

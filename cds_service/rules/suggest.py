@@ -1,0 +1,121 @@
+"""Suggest, then warn, never (card rules): every drug a card suggests is checked against the whole
+catalogue as if it were a selected order; a suggestion that any warning or critical finding would
+fire for is withheld, and the card says why in one line. The label contraindications and Beers
+cautions the catalogue has no rule for are checked here too.
+
+Drug choices written here (clinical pharmacist review, where the catalogue is silent):
+- acetaminophen with liver risk (cirrhosis, other liver disease, alcohol use disorder) is offered at
+  the 2 g/day dose, never withheld: it stays the safer analgesic in liver disease;
+- an older adult with no eGFR in the look-back gets acetaminophen and an eGFR instead of naproxen.
+"""
+
+from __future__ import annotations
+
+from .. import orders
+from ..facts import Drug, Facts, drug_of_order
+from . import CATALOGUE, OS, ctx
+
+MAO_INHIBITORS = ("phenelzine", "tranylcypromine", "isocarboxazid", "selegiline", "rasagiline", "safinamide")
+ACETAMINOPHEN_KEYS = ("acetaminophen_500", "acetaminophen_500_liver")
+NOT_CHECKED_FAMILIES = {"red-flag", "thoracic", "imaging", "procedure"}
+
+
+def _drugs_of(keys: list[str], f: Facts) -> list[Drug]:
+    out = []
+    for key in keys:
+        drug = drug_of_order(orders.medication_request(key, ctx(f)), f"MedicationRequest/suggested-{key}")
+        if drug is not None:
+            out.append(drug)
+    return out
+
+
+def _stale_note(f: Facts, text: str) -> str:
+    """Name an old list entry behind a withheld suggestion: it may no longer be taken."""
+    for d in f.current:
+        if getattr(d, "possibly_stale", False) and d.name.split()[0].lower() in text.lower():
+            since = getattr(d, "listed_since", None) or d.date
+            return (f" Confirm whether the patient still takes {d.name.split()[0].lower()}"
+                    f"{f' (on the list since {since.year})' if since else ''}.")
+    return ""
+
+
+def warning_for(f: Facts, keys: list[str]) -> str | None:
+    """Why the catalogue would warn about ordering these drugs (the first is the order, the rest its
+    companions, e.g. the PPI given with naproxen), or None."""
+    if f.what_if:
+        return None
+    drugs = _drugs_of(keys, f)
+    if not drugs:
+        return None
+    trial = f.as_if_ordered(drugs[:1], drugs[1:])
+    found: dict = {}
+    for rule in CATALOGUE:
+        if OS not in rule.hooks or rule.family in NOT_CHECKED_FAMILIES or (rule.needs_bp and not trial.has_bp):
+            continue
+        finding = rule.evaluate(trial, found)
+        if finding is None:
+            continue
+        finding.rule = rule
+        found[rule.id] = finding
+        if finding.indicator in {"warning", "critical"}:
+            return finding.summary + _stale_note(f, finding.detail)
+    return None
+
+
+def label_problem(f: Facts, key: str) -> str | None:
+    """Label contraindications and Beers cautions the catalogue has no rule for."""
+    name = key.split("_")[0]
+    maoi = [d for d in f.current if d.has_ingredient(*MAO_INHIBITORS)]
+    if name == "cyclobenzaprine":
+        heart = f.conditions_in("heart_failure", "cyclobenzaprine_cardiac_contraindication")
+        heart += f.conditions_in("myocardial_infarction", within_days=365)
+        if heart:
+            return f"cyclobenzaprine is contraindicated with {heart[0].label} (label)"
+        if maoi:
+            return f"cyclobenzaprine is contraindicated with a MAO inhibitor ({maoi[0].name})"
+    if name in {"gabapentin", "duloxetine"} and f.older_adult and f.conditions_in("history_of_falls"):
+        return f"{name} at age {f.age} with a history of falls (Beers 2023: avoid)"
+    if name == "duloxetine":
+        if maoi or any(d.has_ingredient("linezolid") for d in f.current):
+            return "duloxetine with a MAO inhibitor or linezolid: serotonin syndrome (label contraindication)"
+        ssri = f.current_of("ssri")
+        if ssri:
+            return f"duloxetine with a current SSRI ({ssri[0].name}): serotonin syndrome"
+    return None
+
+
+def current_acetaminophen(f: Facts) -> str | None:
+    """The current product that already contains acetaminophen, with its daily amount."""
+    for d in f.current_of("acetaminophen"):
+        mg = d.daily_mg("acetaminophen")
+        amount = f", {mg:,.0f} mg acetaminophen a day" if mg else ""
+        return f"{d.name}{amount}"
+    return None
+
+
+def liver_risk(f: Facts) -> list[str]:
+    """Liver risk for acetaminophen: cirrhosis, other liver disease, or an alcohol use disorder."""
+    return [c.label for c in f.conditions_in("cirrhosis", "cirrhosis_decompensated", "hepatic_disease",
+                                             "alcohol_use_disorder")]
+
+
+def acetaminophen(f: Facts) -> tuple[orders.Suggestion | None, str]:
+    """The acetaminophen suggestion (2 g/day with liver risk), or None and why not."""
+    product = current_acetaminophen(f)
+    if product:
+        return None, f"No acetaminophen suggested: a current product already contains it ({product})."
+    liver = liver_risk(f)
+    if liver:
+        return (orders.order_medications(["acetaminophen_500_liver"], ctx(f)),
+                f"Acetaminophen at no more than 2 g a day because of liver risk ({'; '.join(liver[:2])}).")
+    return orders.order_medications(["acetaminophen_500"], ctx(f)), ""
+
+
+def drug(f: Facts, keys: list[str]) -> tuple[orders.Suggestion | None, str]:
+    """A drug suggestion if nothing in the catalogue or the label would warn about it, else None and
+    the one-line reason the card gives."""
+    problem = label_problem(f, keys[0]) or warning_for(f, keys)
+    if problem:
+        what = orders.medication_item(keys[0])["label"].split(" ")[0]
+        return None, f"{what} not suggested: {problem}."
+    return orders.order_medications(keys, ctx(f)), ""

@@ -15,7 +15,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.exceptions import Unauthorized
 
-from . import knowledge, terminology
+from . import knowledge, orders, terminology
 from .auth import AuthError, Verifier
 from .config import Settings, load_settings
 from .fhir_client import FhirClient
@@ -113,6 +113,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     # Load the knowledge base now, so the first request does not pay for it.
     terminology.load()
     knowledge.sources(), knowledge.orderables(), knowledge.override_reasons()
+    orders.validate_orderables()  # an orderable that is not valid FHIR stops the start, with its name
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.http["max_body_bytes"])

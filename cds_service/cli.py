@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import orders
 from .config import ConfigError, load_settings
 
 
@@ -36,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {"demo": True} if args.demo else {}
     try:
         load_settings(overrides)  # fail fast, in the foreground, on a bad configuration
+        orders.validate_orderables()  # … or a knowledge-base order that is not valid FHIR
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2

@@ -166,6 +166,10 @@ class Drug:
     is_draft: bool = False
     selected: bool = False
     dstu2: bool = False
+    # "Possibly stale": an old current entry with nothing that ends it (see `_possibly_stale`). It may
+    # add a finding on an order, never silence one, and never fires a patient-view card by itself.
+    possibly_stale: bool = False
+    listed_since: dt.date | None = None
 
     @property
     def systemic(self) -> bool:
@@ -178,7 +182,15 @@ class Drug:
     def label(self) -> str:
         code = f" (RxNorm {self.rxcui})" if self.rxcui else ""
         how = " — matched on the drug name" if self.by_name else ""
-        return f"{self.name}{code}{how}"
+        return f"{self.name}{code}{how}{self.stale_note}"
+
+    @property
+    def stale_note(self) -> str:
+        """What every card says of a possibly stale entry: it may no longer be taken."""
+        if not self.possibly_stale:
+            return ""
+        since = f" since {self.listed_since.year}" if self.listed_since else ""
+        return f" (on the medication list{since}, not renewed since: confirm the patient still takes it)"
 
     @property
     def dosages(self) -> list[dict]:
@@ -788,7 +800,26 @@ def _statement_is_current(res: dict) -> bool:
     return status_code(res.get("status")) in CURRENT_STATEMENT
 
 
-def _modality(valuesets: frozenset[str], codes: list[Coded], text: str) -> str | None:
+def _possibly_stale(res: dict, today: dt.date, stale_days: float) -> dt.date | None:
+    """The date an old current entry was listed, when nothing says it ended: a MedicationRequest with
+    no validity end and no expected supply authored more than `stale_days` ago, or a
+    MedicationStatement whose latest date is that old. None when the entry is not stale."""
+    if res.get("resourceType") == "MedicationStatement":
+        dates = [d for d in (parse_date(res.get("dateAsserted")), parse_date(res.get("effectiveDateTime")),
+                             period_start(res.get("effectivePeriod")),
+                             parse_date((res.get("effectivePeriod") or {}).get("end")
+                                        if isinstance(res.get("effectivePeriod"), dict) else None)) if d]
+        latest = max(dates) if dates else None
+        return latest if latest and (today - latest).days > stale_days else None
+    dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
+    validity = dispense.get("validityPeriod")
+    if (isinstance(validity, dict) and validity.get("end")) or dispense.get("expectedSupplyDuration"):
+        return None
+    authored = parse_date(res.get("authoredOn") or res.get("dateWritten"))
+    return authored if authored and (today - authored).days > stale_days else None
+
+
+def _modality(valuesets: frozenset[str], codes: list[Coded], text: str, T: Terminology) -> str | None:
     if not any(v.startswith("spine_imaging") for v in valuesets):
         return None
     for k in codes:
@@ -799,7 +830,7 @@ def _modality(valuesets: frozenset[str], codes: list[Coded], text: str) -> str |
             if 72125 <= n <= 72133:
                 return "CT"
             return "XR"
-    label = (text + " " + " ".join(k.display for k in codes)).upper()
+    label = (text + " " + " ".join(k.display or T.procedure_display.get((k.system, k.code), "") for k in codes)).upper()
     for mod in ("MR", "CT", "XR"):
         if re.search(rf"\b{mod}I?\b", label):
             return mod
@@ -853,6 +884,8 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
             continue
         record_drugs.append(drug)
         if _request_is_current(res, today):
+            drug.listed_since = _possibly_stale(res, today, params["STALE_ORDER_DAYS"])
+            drug.possibly_stale = drug.listed_since is not None
             current.append(drug)
     for res in record.medication_statements:
         ref = f"MedicationStatement/{res.get('id')}"
@@ -861,6 +894,8 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
             continue
         record_drugs.append(drug)
         if _statement_is_current(res):
+            drug.listed_since = _possibly_stale(res, today, params["STALE_ORDER_DAYS"])
+            drug.possibly_stale = drug.listed_since is not None
             current.append(drug)
 
     procedures = []
@@ -920,7 +955,7 @@ def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
     text = code.get("text") if isinstance(code.get("text"), str) else next((k.display for k in codes if k.display), "")
     date = first_date(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod",
                       "authoredOn", "performedString")
-    return ProcedureFact(ref, sets, _modality(sets, codes, text), date, text)
+    return ProcedureFact(ref, sets, _modality(sets, codes, text, T), date, text)
 
 
 _VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from . import knowledge
+from .config import ConfigError
 
 SNOMED = "http://snomed.info/sct"
 CATEGORIES = {
@@ -170,3 +171,24 @@ def replace_draft(ref: str, name: str, keys: str | list[str], ctx: Ctx, *, recom
 def update_draft(ref: str, resource: dict, label: str, *, recommended: bool = False) -> Suggestion:
     return Suggestion(f"update:{ref}", label,
                       [{"type": "update", "description": label, "resource": resource}], recommended, label)
+
+
+class OrderableError(ConfigError):
+    """A knowledge-base orderable whose FHIR resource does not validate: the service must not start."""
+
+
+def validate_orderables() -> int:
+    """Build every orderable as the cards would and validate it against the FHIR R4B models, so that
+    a broken entry in orderables.toml stops the start with its name instead of reaching an EHR."""
+    from fhir.resources.R4B import get_fhir_model_class  # noqa: PLC0415 (only at start-up)
+    ctx = Ctx("validation", dt.date(2026, 1, 1), ["condition"])
+    builders = [(f"medications.{k}", lambda k=k: medication_request(k, ctx)) for k in knowledge.orderables()["medications"]]
+    builders += [(f"services.{k}", lambda k=k: service_request(k, ctx)) for k in knowledge.orderables()["services"]]
+    for name, build in builders:
+        try:
+            resource = build()
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        except Exception as exc:  # a KeyError in the TOML entry or a pydantic ValidationError alike
+            first = str(exc).splitlines()[0][:200]
+            raise OrderableError(f"orderable {name} in orderables.toml is not a valid FHIR resource: {first}") from None
+    return len(builders)

@@ -56,3 +56,21 @@ def thoracic_note(f: Facts) -> str:
         return (" Most of this evidence comes from lumbar disease; for thoracic radiculopathy the "
                 "recommendation is extrapolated.")
     return ""
+
+
+EXPLAINS_WITHIN_DAYS = 30  # a differential diagnosis that began this close to the back pain explains it
+
+
+def thoracic_pain_explained_by(f: Facts):
+    """A `thoracic_differential` condition (herpes zoster, say) whose onset is within 30 days of the
+    back-pain onset: it likely explains thoracic pain, and no thoracic imaging is suggested."""
+    if f.region != "thoracic" or not f.onset_date:
+        return None
+    return next((c for c in f.conditions_in("thoracic_differential")
+                 if c.start and abs((c.start - f.onset_date).days) <= EXPLAINS_WITHIN_DAYS), None)
+
+
+def explained_text(c) -> str:
+    code = c.codes[0].as_recorded if c.codes else ""
+    name = (c.text or (c.codes[0].display if c.codes else "") or "a recorded diagnosis").lower()
+    return f"likely explained by {name} ({code}, {c.start.isoformat()})"

@@ -16,7 +16,7 @@ from .suggest import liver_risk
 
 def _fresh(drugs: list[Drug]) -> list[Drug]:
     """Patient-view: a possibly stale list entry never fires a card by itself."""
-    return [d for d in drugs if not getattr(d, "possibly_stale", False)]
+    return [d for d in drugs if not d.possibly_stale]
 
 
 def subjects(f: Facts, *classes: str) -> list[Drug]:
@@ -56,7 +56,7 @@ def pairs(f: Facts, own_classes: tuple[str, ...], other_classes: tuple[str, ...]
 
 def drug_line(d: Drug) -> str:
     role = "Selected order" if d.selected else ("Other draft order" if d.is_draft else "Current")
-    return f"{role}: {d.label}{stale_note(d)}"
+    return f"{role}: {d.label}"
 
 
 TAPER_CLASSES = ("opioid", "benzodiazepine", "gabapentinoid")  # and baclofen: stopping abruptly harms
@@ -70,20 +70,11 @@ def _review_advice(d: Drug) -> str:
     return "review or stop"
 
 
-def stale_note(d: Drug) -> str:
-    """An old list entry: it may add a finding, so the card asks whether it is still taken."""
-    if not getattr(d, "possibly_stale", False):
-        return ""
-    since = getattr(d, "listed_since", None) or d.date
-    year = f" since {since.year}" if since else ""
-    return f" (on the medication list{year}, not renewed since: confirm the patient still takes it)"
-
-
 def review_note(drugs: list[Drug]) -> str:
     current = [d for d in drugs if not d.selected]
     if not current:
         return ""
-    lines = "; ".join(f"{d.name}: {_review_advice(d)}{stale_note(d)}" for d in current)
+    lines = "; ".join(f"{d.name}: {_review_advice(d)}{d.stale_note}" for d in current)
     return f"\n\n**Current medication:** {lines}. This card does not change that order."
 
 
@@ -130,12 +121,12 @@ _CLASS_OF_ORDERABLE = {"acetaminophen_500": "acetaminophen", "acetaminophen_500_
 def _already_taking(f: Facts, key: str) -> bool:
     """A current drug of the orderable's class (oxycodone/acetaminophen counts for acetaminophen)."""
     cls = _CLASS_OF_ORDERABLE.get(key)
-    return bool(cls and f.current_of(cls))
+    return bool(cls and _fresh(f.current_of(cls)))
 
 
 def protected(f: Facts) -> list[Drug]:
-    """A current PPI or misoprostol (an H2 blocker does not protect)."""
-    return f.current_of("ppi", "misoprostol")
+    """A current PPI or misoprostol (an H2 blocker does not protect; an old list entry does not either)."""
+    return _fresh(f.current_of("ppi", "misoprostol"))
 
 
 # -- changing a draft ------------------------------------------------------------------------

@@ -60,8 +60,10 @@ def first_line_drug(f: Facts) -> tuple[list[orders.Suggestion], str]:
     return out, " ".join(notes) + f.unreadable_note("eGFR")
 
 
-def _adjunct(f: Facts) -> tuple[list[orders.Suggestion], str]:
+def _adjunct(f: Facts, nsaid_suggested: bool) -> tuple[list[orders.Suggestion], str]:
     """Cyclobenzaprine as an adjunct to the NSAID when spasm is on record and nothing cautions against it."""
+    if not nsaid_suggested:
+        return [], ""
     spasm = f.conditions_in("muscle_spasm")
     if not spasm:
         return [], " With muscle spasm, a short course of a muscle relaxant can be added to the NSAID."
@@ -90,7 +92,7 @@ def conservative(f: Facts, found: dict) -> Finding | None:
     if not f.acute or _current(f, "nsaid"):
         return None
     drugs, why = first_line_drug(f)
-    adjunct, adjunct_text = _adjunct(f)
+    adjunct, adjunct_text = _adjunct(f, any(s.key.startswith("med:198014") for s in drugs))
     return Finding(
         "info",
         "Early back pain: stay active, heat, NSAID if safe",

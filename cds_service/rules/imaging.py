@@ -5,7 +5,8 @@ from __future__ import annotations
 from .. import orders
 from ..facts import LOINC_PAIN, Facts
 from . import OS, PV, Finding, bullets, ctx, detail, rule
-from .common import bp_text, imaging, regions_text, surgery_referral, surgery_referral_on_record, thoracic_note
+from .common import (bp_text, imaging, regions_text, surgery_referral, surgery_referral_on_record, thoracic_note,
+                     thoracic_pain_explained_by)
 
 PAIN_WINDOW_DAYS = 30  # a pain score counts for a month (part of the surgical-referral definition)
 CONSERVATIVE_CLASSES = ("nsaid", "skeletal_muscle_relaxant", "acetaminophen", "opioid", "gabapentinoid",
@@ -77,7 +78,9 @@ def persistent_radiculopathy(f: Facts, found: dict) -> Finding | None:
         return None
     surgery = f.conditions_in("prior_spine_surgery")
     study = "mri_w_wo" if surgery else "mri_wo"
-    suggestions = imaging(f, study)
+    explained = thoracic_pain_explained_by(f)
+    regions = tuple(r for r in f.imaging_regions if not (explained and r == "thoracic"))
+    suggestions = imaging(f, study, regions=regions) if regions else []
     if not suggestions:
         return None
     ct = " or ".join(f"CT {r} spine (LOINC {'30620-9' if r == 'lumbar' else '30597-9'})" for r in f.imaging_regions)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from .. import orders
 from ..facts import LOINC_TEMPERATURE, Facts, unique
 from . import OS, PV, Finding, bullets, ctx, detail, rule
-from .common import bp_text, imaging, imaging_on_record, regions_text, surgery_referral
+from .common import (bp_text, explained_text, imaging, imaging_on_record, regions_text, surgery_referral,
+                     thoracic_pain_explained_by)
 
 
 FEVER_WINDOW_DAYS = 7  # fever counts for a week (part of red-flag.infection's definition)
@@ -220,7 +221,7 @@ def thoracic_differential(f: Facts, found: dict) -> Finding | None:
         low_threshold.append(f"age {f.age}")
     low_threshold += [f"cancer: {c.label}" for c in f.conditions_in("active_malignancy", "history_of_malignancy")]
     known = f.conditions_in("thoracic_differential")
-    explained = [c for c in known if c.start and f.onset_date and abs((c.start - f.onset_date).days) <= 30]
+    explained = thoracic_pain_explained_by(f)
     red_flag_mri = any(r.startswith("red-flag.") and any(s.key.startswith("imaging:MR") for s in x.suggestions)
                        for r, x in found.items())
     suggestions = []
@@ -228,10 +229,8 @@ def thoracic_differential(f: Facts, found: dict) -> Finding | None:
         suggestions = imaging(f, "mri_wo", regions=("thoracic",))
     notes = ""
     if explained:
-        c = explained[0]
-        code = c.codes[0].as_recorded if c.codes else ""
-        notes += (f"\n\nLikely explained by {(c.text or c.codes[0].display or 'a recorded diagnosis').lower()}"
-                  f" ({code}, {c.start.isoformat()}): no imaging suggested.")
+        text = explained_text(explained)
+        notes += f"\n\n{text[0].upper()}{text[1:]}: no imaging suggested."
     elif known:
         notes += "\n\nAlready on record: " + "; ".join(c.label for c in known) + "."
     if low_threshold:

@@ -113,7 +113,7 @@ def renal(f: Facts, found: dict) -> Finding | None:
 
 def _kidney_function_unknown(f: Facts, drugs) -> Finding:
     unreadable = f.unreadable_note("eGFR")
-    return Finding("info", "Gabapentinoid at an older age: kidney function unknown — check eGFR before dosing",
+    return Finding("info", f"Gabapentinoid at age {f.age}: kidney function unknown: check eGFR before dosing",
                    detail([drug_line(d) for d in drugs] + [f"age {f.age}",
                           f"no eGFR in the last {f.params['LAB_LOOKBACK_DAYS']:g} days"],
                           "gabapentin and pregabalin doses depend on kidney function, which declines with age; check "

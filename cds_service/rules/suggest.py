@@ -32,8 +32,8 @@ def _drugs_of(keys: list[str], f: Facts) -> list[Drug]:
 def _stale_note(f: Facts, text: str) -> str:
     """Name an old list entry behind a withheld suggestion: it may no longer be taken."""
     for d in f.current:
-        if getattr(d, "possibly_stale", False) and d.name.split()[0].lower() in text.lower():
-            since = getattr(d, "listed_since", None) or d.date
+        if d.possibly_stale and d.name.split()[0].lower() in text.lower():
+            since = d.listed_since or d.date
             return (f" Confirm whether the patient still takes {d.name.split()[0].lower()}"
                     f"{f' (on the list since {since.year})' if since else ''}.")
     return ""
@@ -87,6 +87,8 @@ def label_problem(f: Facts, key: str) -> str | None:
 def current_acetaminophen(f: Facts) -> str | None:
     """The current product that already contains acetaminophen, with its daily amount."""
     for d in f.current_of("acetaminophen"):
+        if d.possibly_stale:
+            continue
         mg = d.daily_mg("acetaminophen")
         amount = f", {mg:,.0f} mg acetaminophen a day" if mg else ""
         return f"{d.name}{amount}"
@@ -117,5 +119,5 @@ def drug(f: Facts, keys: list[str]) -> tuple[orders.Suggestion | None, str]:
     problem = label_problem(f, keys[0]) or warning_for(f, keys)
     if problem:
         what = orders.medication_item(keys[0])["label"].split(" ")[0]
-        return None, f"{what} not suggested: {problem}."
+        return None, f"{what} not suggested: {problem[0].lower()}{problem[1:]}."
     return orders.order_medications(keys, ctx(f)), ""

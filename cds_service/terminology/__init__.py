@@ -87,6 +87,7 @@ class Terminology:
         self.condition_display: dict[tuple[str, str], str] = {}
         self.condition_members: dict[str, list[tuple[str, str]]] = {}
         self._procedure: dict[tuple[str, str], frozenset[str]] = {}
+        self.procedure_display: dict[tuple[str, str], str] = {}  # tells MR from CT from XR when the record has no text
         self.drugs: dict[str, DrugEntry] = {}
         self.opioid_strength: dict[str, tuple[OpioidStrength, ...]] = {}
         self._name_to_ingredient: dict[str, Ingredient] = {}
@@ -117,6 +118,7 @@ class Terminology:
         proc: dict[tuple[str, str], set[str]] = {}
         for row in self._csv("data", "procedure_valuesets.csv") + self._csv("curated", "procedure_additions.csv"):
             proc.setdefault((row["system"], row["code"]), set()).add(row["valueset"])
+            self.procedure_display.setdefault((row["system"], row["code"]), row["display"])
         self._procedure = {k: frozenset(v) for k, v in proc.items()}
 
         by_drug: dict[str, list[dict[str, str]]] = {}

@@ -24,6 +24,7 @@ RULE_PARAMETERS: dict[str, float] = {
     "LAB_LOOKBACK_DAYS": 365,
     "FRACTURE_AGE": 70,
     "THORACIC_WARN_AGE": 50,
+    "STALE_ORDER_DAYS": 400,
 }
 
 DEFAULTS: dict[str, Any] = {

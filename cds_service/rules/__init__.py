@@ -26,6 +26,7 @@ class Finding:
     suggestions: list[orders.Suggestion] = field(default_factory=list)
     selection: str = "any"  # "at-most-one" when the suggestions are alternatives
     links: list[dict] = field(default_factory=list)  # further links beyond the rule's sources
+    about: tuple[str, ...] = ()  # refs of the selected orders the finding is about (order-select/sign)
     rule: "Rule | None" = None
 
     @property

@@ -998,9 +998,9 @@ def _mark_methadone_moud(T: Terminology, current: list[Drug], conditions: list[C
         reason = ""
         if any("opioid_use_disorder" in T.condition_valuesets(k.system, k.code)
                for concept in as_list(drug.resource.get("reasonCode")) for k in _coded(concept)):
-            reason = "its reason is opioid use disorder"
+            reason = "opioid use disorder as its reason"
         elif oud is not None:
-            reason = f"opioid use disorder on the problem list ({oud.label})"
+            reason = "opioid use disorder on the problem list"
         if reason:
             drug.classes = drug.classes | {"moud"}
             drug.moud_reason = reason

@@ -237,7 +237,7 @@ class Tolerance:
     @property
     def text(self) -> str:
         found = "; ".join(self.lines) if self.lines else "no current non-MOUD opioid taken for a week"
-        return (f"current opioids {self.units:.1f} of the tolerance threshold; tolerance needs ≥ 1 for a week "
+        return (f"current opioids {self.units:.2g} of the tolerance threshold; tolerance needs ≥ 1 for a week "
                 f"({found})")
 
 

@@ -77,7 +77,8 @@ def _line(d: Drug) -> str:
     """drug_line, plus what a clinician must know about MOUD and possibly stale entries."""
     line = drug_line(d)
     if d.moud:
-        line += " — medication for opioid use disorder" + (f" ({d.moud_reason})" if d.moud_reason else "")
+        line += (f" — treated as medication for opioid use disorder ({d.moud_reason})" if d.moud_reason else
+                 " — medication for opioid use disorder")
     if d.possibly_stale and d.listed_since:
         line += (f" — on the medication list since {d.listed_since.year}, not renewed since: confirm the patient "
                  "still takes it")
@@ -140,7 +141,7 @@ def third_line(f: Facts, found: dict) -> Finding | None:
     therapy = f.procedures_in("nonpharm_procedures", within_days=RECENT_DAYS)
     if tried or therapy:
         return None
-    stale = [d for d in f.current if is_treatment(d) and d.possibly_stale]
+    stale = [d for d in f.current if d.possibly_stale and (is_treatment(d) or d.pain_opioid)]
     moud = _moud_agonists(f)
     looked = ("Looked for: a current or recent (90 days) opioid other than MOUD; and an NSAID, muscle relaxant, "
               "acetaminophen, gabapentinoid, duloxetine, TCA or non-drug therapy, current or on record in the last "
@@ -207,9 +208,9 @@ def naloxone(f: Facts, found: dict) -> Finding | None:
     reasons += [f"with {p.other.name}" for p in partners]
     active = {id(c) for c in f.conditions}
     for c in f.ever_recorded("substance_use_opioid_stimulant", "opioid_overdose_history"):
-        reasons.append(c.label + ("" if id(c) in active else " (history: counts at any status)"))
-    reasons += [f"medication for opioid use disorder: {d.name}" for d in _moud_agonists(f) + [
-        d for d in f.current_of("opioid_antagonist") if d.moud]]
+        reasons.append(c.label + ("" if id(c) in active else " — no longer active, still history"))
+    if _moud_agonists(f) or [d for d in f.current_of("opioid_antagonist") if d.moud]:
+        reasons.append("treatment for opioid use disorder: overdose risk is high if it is interrupted")
     if not reasons:
         return None
     return _finding(f, "warning", "Overdose risk with this opioid: prescribe naloxone",
@@ -236,13 +237,15 @@ def benzodiazepine(f: Facts, found: dict) -> Finding | None:
         # FDA 2017: do not withhold buprenorphine or methadone from patients taking benzodiazepines.
         moud = list({p.own.ref: p.own for p in with_moud}.values())
         benzos = list({p.other.ref: p.other for p in with_moud}.values())
+        benzo_advice = ("Avoid starting the benzodiazepine (remove the draft)" if all(b.selected for b in benzos)
+                        else "Review the benzodiazepine with the patient (taper, do not stop abruptly)")
         return _finding(f, level, f"Benzodiazepine with {moud[0].ingredients_names[0]} for opioid use disorder: "
-                        "continue the MOUD, review the benzodiazepine, offer naloxone",
+                        "keep the MOUD, avoid the benzodiazepine, offer naloxone",
                         [_line(d) for d in moud + benzos],
                         "continue the medication for opioid use disorder: stopping it raises the risk of overdose "
-                        "death. Review the benzodiazepine (taper, do not stop abruptly), avoid other sedatives, and "
-                        "offer naloxone.", "FDA 2016 boxed warning and FDA 2017 MOUD communication; CDC 2022 "
-                        "recommendation 11.", _remove_selected(benzos) + _naloxone(f), benzos, drugs, selection="any")
+                        f"death. {benzo_advice}, avoid other sedatives, and offer naloxone.",
+                        "FDA 2016 boxed warning and FDA 2017 MOUD communication; CDC 2022 recommendation 11.",
+                        _remove_selected(benzos) + _naloxone(f), benzos, drugs, selection="any")
     summary = ("Opioid with a benzodiazepine at " + t.shown + ": fatal overdose risk — avoid" if level == "critical"
                else "Opioid with a benzodiazepine: respiratory depression and overdose risk — avoid")
     return _finding(f, level, summary, [_line(d) for d in drugs],
@@ -297,6 +300,17 @@ def _dose_mg(f: Facts, drug: Drug, ingredient: str) -> tuple[float | None, float
     return unit_mg, per_dose, per_day
 
 
+def _short_name(drug: Drug) -> str:
+    """'Oxycodone ER 60 mg', 'Fentanyl patch 25 mcg/h' for a summary line."""
+    ingredient = next((i.name for i in drug.ingredients if i.drug_class == "opioid"), drug.name)
+    strength = mme._strength(terminology.load(), drug, ingredient)
+    if drug.route == "transdermal_system":
+        dose = f" {strength[0] * 1000:g} mcg/h" if strength and strength[1] == "MG/HR" else ""
+        return f"{ingredient.capitalize()} patch{dose}"
+    dose = f" {strength[0]:g} mg" if strength and strength[1] == "MG" else ""
+    return f"{ingredient.capitalize()} ER{dose}"
+
+
 def tolerant_only(f: Facts, drug: Drug) -> str | None:
     """Why the label restricts this product, unit or dose to opioid-tolerant patients, if it does."""
     name = drug.name.lower()
@@ -346,7 +360,8 @@ def extended_release(f: Facts, found: dict) -> Finding | None:
     critical = [d for d in drugs if restricted[d.ref]]
     if critical:
         why = [f"{_line(d)} — {restricted[d.ref]}" for d in critical] + [f"Not opioid tolerant: {tol.text}"]
-        return _finding(f, "critical", f"{critical[0].name[:60]}: only for opioid-tolerant patients — do not start",
+        return _finding(f, "critical", f"{_short_name(critical[0])} for a patient who is not opioid tolerant: "
+                        "contraindicated — remove",
                         why, "this product, strength or dose can cause fatal respiratory depression in a patient who "
                         "is not opioid tolerant. Remove it; if an opioid is needed, start with immediate-release at "
                         "the lowest dose.", "FDA labels; CDC 2022 recommendation 3.",

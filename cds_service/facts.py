@@ -811,6 +811,11 @@ def _moud_product(drug: Drug) -> bool:
             # Extended-release injections are 50-356 mg/mL; the analgesic injection (Buprenex) is 0.3 mg/mL.
             m = _BUP_ER_CONCENTRATION.search(drug.name)
             return bool(m and float(m.group(1)) >= 50)
+        if drug.route is None:
+            # A name without a dose form ("buprenorphine 8 mg"): units of 2 mg or more exist only as OUD
+            # products (pain products are micrograms: buccal film ≤ 0.9 mg, patches in mcg/h).
+            unit = drug.strength_mg("buprenorphine")
+            return unit is not None and unit >= 2
         return False
     return names == ["methadone"] and bool(_METHADONE_OUD_ONLY.search(drug.name))
 

@@ -106,7 +106,7 @@ class MmeTotal:
         return "\n".join(f"- {line}" for line in self.why())
 
 
-def _strength(T: Terminology, drug: Drug, ingredient: str) -> tuple[float, str] | None:
+def product_strength(T: Terminology, drug: Drug, ingredient: str) -> tuple[float, str] | None:
     for s in T.opioid_strength.get(drug.rxcui or "", ()):
         if s.ingredient.startswith(ingredient) or ingredient.startswith(s.ingredient):
             return s.value, s.unit
@@ -145,7 +145,7 @@ def _one(T: Terminology, drug: Drug, ingredient: str) -> OrderMme:
         result.factor = FACTORS[ingredient]
         result.mme = round(daily.per_day * result.factor, 1)
         return result
-    strength = _strength(T, drug, ingredient)
+    strength = product_strength(T, drug, ingredient)
     if strength is None:
         result.reason = "the strength of the product is not known"
         return result

@@ -93,9 +93,10 @@ def test_stable_buprenorphine_naloxone_is_never_reviewed_stopped_or_counted(clie
     assert "MedicationRequest/bup-nx" not in deleted(cards)
 
 
-def test_selected_sublingual_buprenorphine_is_moud_not_a_first_opioid(client):
-    body = mutate(load_fixture("os_buprenorphine_patch_for_pain"), replace_draft(
-        medicationCodeableConcept=coded("351265", "buprenorphine 8 MG Sublingual Tablet")))
+@pytest.mark.parametrize("concept", [coded("351265", "buprenorphine 8 MG Sublingual Tablet"),
+                                     {"text": "Suboxone 8 mg/2 mg film"}, {"text": "buprenorphine 8 mg"}])
+def test_selected_sublingual_buprenorphine_is_moud_not_a_first_opioid(client, concept):
+    body = mutate(load_fixture("os_buprenorphine_patch_for_pain"), replace_draft(medicationCodeableConcept=concept))
     cards = cards_for(client, body)
     rules = rule_ids(cards)
     assert not {"opioid.third-line", "opioid.extended-release", "opioid.mme"} & rules
@@ -166,6 +167,15 @@ def test_draft_opioid_while_naltrexone_is_current(client):
     assert "MedicationRequest/draft-oxy" in deleted(cards)
     assert "opioid.use-disorder" not in rule_ids(cards)  # opioid.antagonist speaks instead
 
+
+
+@pytest.mark.parametrize("given,blocked", [("2026-11-10", True), ("2026-10-15", False)])
+def test_extended_release_naltrexone_injection_blocks_for_30_days(client, given, blocked):
+    vivitrol = "naltrexone 380 MG Extended Release Injectable Suspension"
+    body = mutate(load_fixture("os_oxycodone_with_naltrexone_current"), replace_request(
+        "naltrexone", status="completed", authoredOn=given, medicationCodeableConcept={"text": vivitrol},
+        dosageInstruction=[{"text": "380 mg IM every 4 weeks"}], dispenseRequest={}))
+    assert ("opioid.antagonist" in rule_ids(cards_for(client, body))) is blocked
 
 def test_sequestered_naltrexone_in_abuse_deterrent_morphine_is_not_an_antagonist(client):
     embeda = "Abuse-Deterrent morphine sulfate 50 MG / naltrexone hydrochloride 2 MG Extended Release Oral Capsule"

@@ -285,7 +285,7 @@ def serotonergic(f: Facts, found: dict) -> Finding | None:
 
 def _dose_mg(f: Facts, drug: Drug, ingredient: str) -> tuple[float | None, float | None, float | None]:
     """(mg per unit, mg per dose, mg per day) of one ingredient; the dose is at least one unit."""
-    strength = mme._strength(terminology.load(), drug, ingredient)
+    strength = mme.product_strength(terminology.load(), drug, ingredient)
     unit_mg = strength[0] if strength and strength[1] == "MG" else None
     daily = drug.daily
     per_dose = None
@@ -303,7 +303,7 @@ def _dose_mg(f: Facts, drug: Drug, ingredient: str) -> tuple[float | None, float
 def _short_name(drug: Drug) -> str:
     """'Oxycodone ER 60 mg', 'Fentanyl patch 25 mcg/h' for a summary line."""
     ingredient = next((i.name for i in drug.ingredients if i.drug_class == "opioid"), drug.name)
-    strength = mme._strength(terminology.load(), drug, ingredient)
+    strength = mme.product_strength(terminology.load(), drug, ingredient)
     if drug.route == "transdermal_system":
         dose = f" {strength[0] * 1000:g} mcg/h" if strength and strength[1] == "MG/HR" else ""
         return f"{ingredient.capitalize()} patch{dose}"
@@ -420,7 +420,7 @@ def use_disorder(f: Facts, found: dict) -> Finding | None:
     moud = _moud_agonists(f)
     if not drugs or not (oud or moud):
         return None
-    if f.hook == OS and [d for d in f.current_of("opioid_antagonist")]:
+    if f.hook == OS and f.current_of("opioid_antagonist"):
         return None  # opioid.antagonist: the antagonist blocks the opioid
     if moud:
         names = "; ".join(d.name for d in moud)

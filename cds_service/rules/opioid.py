@@ -7,6 +7,18 @@ Revision 2: medication for opioid use disorder (MOUD, §1) is protected — neve
 stopped, reduced or deleted, never in MME/day, never what makes a patient "on opioids"; a pair with
 MOUD targets the other drug and adds naloxone. The rules below ask `Drug.pain_opioid` (an opioid
 that is not MOUD) where the guideline means an analgesic opioid.
+
+Choices where RULES.md is silent (a clinical pharmacist's reading):
+- `opioid.use-disorder` counts an OUD condition at any status but refuted/entered-in-error (remission
+  or "resolved" OUD still matters when an opioid is prescribed), as §1 does for methadone.
+- On patient-view `opioid.use-disorder` still speaks when naltrexone is current: `opioid.antagonist`
+  is an order-select rule, and the chart-open reader needs to know about the opioid.
+- `opioid.naloxone` counts current naltrexone for OUD as a reason too (after naltrexone, tolerance is
+  lost and an overdose is more likely), but fires only when an opioid is a subject.
+- Transmucosal buprenorphine that is not named buccal, and a name-only buprenorphine of 2 mg or more,
+  are MOUD (facts.py `_moud_product`): the safer error is to protect an OUD treatment.
+- Tolerance: an order covers its supply or validity; a current one covers up to today; an order and a
+  statement of the same drug and dose on one day count once (mme.tolerance).
 """
 
 from __future__ import annotations
@@ -252,7 +264,8 @@ def benzodiazepine(f: Facts, found: dict) -> Finding | None:
                     "concurrent opioids and benzodiazepines increase the risk of fatal overdose; avoid the "
                     "combination, and if it cannot be avoided use the lowest doses and offer naloxone.",
                     "FDA 2016 boxed warning; CDC 2022 recommendation 11.",
-                    _remove_selected(drugs), [d for d in drugs if not d.selected and "opioid" in d.classes], drugs)
+                    _remove_selected(drugs) + (_naloxone(f) if with_moud else []),
+                    [d for d in drugs if not d.selected and "opioid" in d.classes], drugs)
 
 
 @rule("opioid.serotonergic", title="Serotonergic opioid with an antidepressant", hooks=(PV, OS),

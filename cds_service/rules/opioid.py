@@ -287,7 +287,8 @@ def serotonergic(f: Facts, found: dict) -> Finding | None:
                         "continue the methadone for opioid use disorder. Methadone is weakly serotonergic; with "
                         "SSRIs, SNRIs or TCAs monitor for serotonin syndrome and QT prolongation, or choose an "
                         "antidepressant with less interaction, with the methadone prescriber.",
-                        "FDA labels; Beers 2023 drug–drug interactions.", _remove_selected(others), others, drugs)
+                        "FDA labels; Beers 2023 drug–drug interactions.", _remove_selected(others) + _naloxone(f),
+                        others, drugs, selection="any")
     return _finding(f, "warning", f"{opioids[0].ingredients[0].name.title()} with an antidepressant: serotonin "
                     "syndrome risk — choose another analgesic",
                     [_line(d) for d in drugs],

@@ -78,10 +78,10 @@ def test_rules_listing_is_generated_from_the_rule_definitions():
     from cds_service.rules import CATALOGUE
     rows = json.loads(run("rules", "--format", "json").stdout)
     assert [r["id"] for r in rows] == [r.id for r in CATALOGUE]
-    assert len(rows) == 47
+    assert len(rows) == 48  # 47 + opioid.antagonist (RULES.md rev. 2)
     mme = next(r for r in rows if r["id"] == "opioid.mme")
     assert mme["hooks"] == ["order-select", "patient-view"] and "MME_WARN" in mme["trigger"]
     assert mme["sources"][0]["label"] == "CDC opioid prescribing guideline (2022)"
     markdown = run("rules", "--format", "markdown").stdout
-    assert markdown.count("\n| `") == 47 and "| `imaging.avoid-early` | order-select |" in markdown
+    assert markdown.count("\n| `") == 48 and "| `imaging.avoid-early` | order-select |" in markdown
     assert "red-flag.cauda-equina  [order-select, patient-view]  critical" in run("rules").stdout

@@ -45,8 +45,9 @@ def _emergencies_first(f: Facts, found: dict[str, Finding]) -> None:
         return
     for rule_id in [r for r, x in found.items() if _is_routine(x)]:
         del found[rule_id]
-    for x in emergencies:
-        x.detail += EMERGENCY_NOTE
+    for x in emergencies:  # said before the evidence line
+        head, sep, evidence = x.detail.rpartition("\n\n**Evidence:**")
+        x.detail = f"{head}{EMERGENCY_NOTE}{sep}{evidence}" if sep else x.detail + EMERGENCY_NOTE
 
 
 def evaluate(f: Facts, hook: str, settings: Settings) -> list[Finding]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterable
 
@@ -35,6 +35,9 @@ LOINC_TEMPERATURE = "8310-5"
 LOINC_PAIN = ("72514-3", "75893-8", "38208-5")  # 38208-5 "Pain severity - Reported" (Synthea uses it)
 LOINC_STARTBACK = "91351-7"
 LOINC_PEG = ("91147-9", "91148-7")
+
+# Conditions kept at any clinical status (RULES.md §1 "Overdose history and substance use", MOUD).
+HISTORY_SETS = frozenset({"opioid_overdose_history", "substance_use_opioid_stimulant", "opioid_use_disorder"})
 
 CNS_ACTIVE = ("opioid", "benzodiazepine", "gabapentinoid", "ssri", "snri", "tca",
               "skeletal_muscle_relaxant", "z_drug")
@@ -166,10 +169,21 @@ class Drug:
     is_draft: bool = False
     selected: bool = False
     dstu2: bool = False
-    # "Possibly stale": an old current entry with nothing that ends it (see `_possibly_stale`). It may
+    # "Possibly stale": an old current entry with nothing that ends it (see `_stale_since`). It may
     # add a finding on an order, never silence one, and never fires a patient-view card by itself.
     possibly_stale: bool = False
     listed_since: dt.date | None = None
+    moud_reason: str = ""  # why a methadone order is treated as MOUD (an OUD condition or its reason code)
+
+    @property
+    def moud(self) -> bool:
+        """Medication for opioid use disorder (RULES.md §1 MOUD): buprenorphine, methadone or naltrexone."""
+        return "moud" in self.classes
+
+    @property
+    def pain_opioid(self) -> bool:
+        """An opioid that is not MOUD: the opioid the pain rules are about."""
+        return "opioid" in self.classes and "moud" not in self.classes
 
     @property
     def systemic(self) -> bool:
@@ -177,6 +191,10 @@ class Drug:
 
     def has_ingredient(self, *names: str) -> bool:
         return any(i.name in names for i in self.ingredients)
+
+    @property
+    def ingredients_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.ingredients)
 
     @property
     def label(self) -> str:
@@ -275,6 +293,8 @@ class Facts:
         `also_current` taken as current): how a suggested drug is checked against every rule."""
         return replace(self, hook="order-select", selected=list(ordered), selected_imaging=[],
                        current=self.current + list(also_current), what_if=True)
+    # Conditions of HISTORY_SETS at any clinical status (resolved, inactive, remission), not refuted.
+    history_conditions: list[ConditionFact] = field(default_factory=list)
 
     # -- patient -----------------------------------------------------------------------------
     @cached_property
@@ -303,6 +323,12 @@ class Facts:
                     continue
             out.append(c)
         return out
+
+    def ever_recorded(self, *valuesets: str) -> list[ConditionFact]:
+        """Conditions of the value sets at any clinical status and date, unless refuted or entered in
+        error (RULES.md §1: an overdose that has resolved is still history). Only HISTORY_SETS."""
+        return self.conditions_in(*valuesets, include_indications=False) + [
+            c for c in self.history_conditions if c.valuesets.intersection(valuesets)]
 
     def has(self, *valuesets: str, within_days: int | None = None) -> bool:
         return bool(self.conditions_in(*valuesets, within_days=within_days))
@@ -410,6 +436,11 @@ class Facts:
 
     def selected_of(self, *classes: str) -> list[Drug]:
         return [d for d in self.selected if d.classes.intersection(classes)]
+
+    def current_pain_opioids(self, *, include_stale: bool = False) -> list[Drug]:
+        """Current non-MOUD opioids; possibly stale entries only when asked (they never make a patient
+        'on opioids' or opioid tolerant, RULES.md §1)."""
+        return [d for d in self.current_of("opioid") if d.pain_opioid and (include_stale or not d.possibly_stale)]
 
     def on_record(self, *classes: str, within_days: int | None = None,
                   since: dt.date | None = None) -> list[Drug]:
@@ -673,6 +704,8 @@ def _drug_classes(ingredients: Iterable[Ingredient], route: str | None, aspirin_
             if len(ings) > 1:
                 continue
             cls = "naloxone_rescue"
+        elif cls == "opioid_antagonist" and any(i.drug_class == "opioid" for i in ings):
+            continue  # the sequestered naltrexone of abuse-deterrent morphine/oxycodone: not an antagonist
         classes.add(cls)
     if classes.intersection(CNS_ACTIVE):
         classes.add("cns_active")
@@ -774,12 +807,60 @@ def _drug(T: Terminology, res: dict, record: PatientRecord, ref: str, is_draft=F
     aspirin_day = drug.daily_mg("aspirin") if drug.has_ingredient("aspirin") else None
     aspirin_unit = drug.strength_mg("aspirin") if drug.has_ingredient("aspirin") else None
     drug.classes = _drug_classes(ingredients, route, aspirin_day, aspirin_unit)
+    if _moud_product(drug):
+        drug.classes = drug.classes | {"moud"}
     return drug
+
+
+# RULES.md §1 MOUD, product by product. The route column says "transmucosal" for sublingual and buccal
+# alike, so the product name decides: buccal buprenorphine without naloxone (Belbuca) treats pain.
+# A transmucosal buprenorphine whose name says neither is treated as MOUD: protecting a patient's OUD
+# treatment from "stop" advice is the safer error (pain products are named buccal film).
+_BUCCAL = re.compile(r"\b(buccal|belbuca)\b", re.I)
+_BUP_IMPLANT_OR_ER = re.compile(r"\b(implant|probuphine|sublocade|brixadi|extended[- ]release)\b", re.I)
+_BUP_ER_CONCENTRATION = re.compile(r"\b(\d+(?:\.\d+)?)\s*MG/ML\b", re.I)
+_METHADONE_OUD_ONLY = re.compile(r"\b(tablet for oral suspension|dispersible|diskets)\b", re.I)
+
+
+def _moud_product(drug: Drug) -> bool:
+    names = [i.name for i in drug.ingredients]
+    text = drug.name + " " + " ".join(concept_text(d.get("route")) for d in drug.dosages)
+    if names == ["naltrexone"] and "opioid_antagonist" in drug.classes:
+        return True  # oral or extended-release injection
+    if "buprenorphine" in names:
+        if "naloxone" in names:
+            return True  # sublingual tablets and films, buccal film (Bunavail): all OUD products
+        if drug.route == "transmucosal" or re.search(r"\bsublingual\b", text, re.I):
+            return not _BUCCAL.search(text)
+        if _BUP_IMPLANT_OR_ER.search(text):
+            return True
+        if drug.route == "injectable":
+            # Extended-release injections are 50-356 mg/mL; the analgesic injection (Buprenex) is 0.3 mg/mL.
+            m = _BUP_ER_CONCENTRATION.search(drug.name)
+            return bool(m and float(m.group(1)) >= 50)
+        if drug.route is None:
+            # A name without a dose form ("buprenorphine 8 mg"): units of 2 mg or more exist only as OUD
+            # products (pain products are micrograms: buccal film ≤ 0.9 mg, patches in mcg/h).
+            unit = drug.strength_mg("buprenorphine")
+            return unit is not None and unit >= 2
+        return False
+    return names == ["methadone"] and bool(_METHADONE_OUD_ONLY.search(drug.name))
+
+
+def extended_release_injection(drug: Drug) -> bool:
+    """A monthly/weekly MOUD injection: naltrexone or buprenorphine, injectable."""
+    return drug.moud and drug.route == "injectable" and drug.has_ingredient("naltrexone", "buprenorphine")
 
 
 def _request_is_current(res: dict, today: dt.date) -> bool:
     if status_code(res.get("status")) not in CURRENT_REQUEST:
         return False
+    end = request_end(res)
+    return end is None or (today - end).days <= 7
+
+
+def request_end(res: dict) -> dt.date | None:
+    """When an order's validity or expected supply (with repeats) ends; None when it does not say."""
     dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
     ends = []
     validity = dispense.get("validityPeriod")
@@ -791,32 +872,30 @@ def _request_is_current(res: dict, today: dt.date) -> bool:
         repeats = dispense.get("numberOfRepeatsAllowed")
         repeats = repeats if isinstance(repeats, int) and repeats >= 0 else 0
         ends.append(start + dt.timedelta(days=days * (1 + repeats)))
-    if not ends:
-        return True
-    return (today - max(ends)).days <= 7
+    return max(ends) if ends else None
+
+
+def _stale_since(res: dict, drug: Drug, today: dt.date, days: float) -> dt.date | None:
+    """RULES.md §1 "Possibly stale": the date the entry has been listed since, when it is that old."""
+    if res.get("resourceType") == "MedicationStatement":
+        dates = [d for d in (parse_date(res.get("effectiveDateTime")), period_start(res.get("effectivePeriod")),
+                             parse_date((res.get("effectivePeriod") or {}).get("end")
+                                        if isinstance(res.get("effectivePeriod"), dict) else None),
+                             parse_date(res.get("dateAsserted"))) if d]
+        if dates and (today - max(dates)).days > days:
+            return min(dates)
+        return None
+    dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
+    validity = dispense.get("validityPeriod")
+    if (isinstance(validity, dict) and parse_date(validity.get("end"))) or dispense.get("expectedSupplyDuration"):
+        return None
+    if drug.date and (today - drug.date).days > days:
+        return drug.date
+    return None
 
 
 def _statement_is_current(res: dict) -> bool:
     return status_code(res.get("status")) in CURRENT_STATEMENT
-
-
-def _possibly_stale(res: dict, today: dt.date, stale_days: float) -> dt.date | None:
-    """The date an old current entry was listed, when nothing says it ended: a MedicationRequest with
-    no validity end and no expected supply authored more than `stale_days` ago, or a
-    MedicationStatement whose latest date is that old. None when the entry is not stale."""
-    if res.get("resourceType") == "MedicationStatement":
-        dates = [d for d in (parse_date(res.get("dateAsserted")), parse_date(res.get("effectiveDateTime")),
-                             period_start(res.get("effectivePeriod")),
-                             parse_date((res.get("effectivePeriod") or {}).get("end")
-                                        if isinstance(res.get("effectivePeriod"), dict) else None)) if d]
-        latest = max(dates) if dates else None
-        return latest if latest and (today - latest).days > stale_days else None
-    dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
-    validity = dispense.get("validityPeriod")
-    if (isinstance(validity, dict) and validity.get("end")) or dispense.get("expectedSupplyDuration"):
-        return None
-    authored = parse_date(res.get("authoredOn") or res.get("dateWritten"))
-    return authored if authored and (today - authored).days > stale_days else None
 
 
 def _modality(valuesets: frozenset[str], codes: list[Coded], text: str, T: Terminology) -> str | None:
@@ -846,7 +925,7 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
     patient = record.patient or {}
     birth = parse_date(patient.get("birthDate"))
 
-    conditions = []
+    conditions, history = [], []
     for res in record.conditions:
         if not _in_sets(T.condition_sets_raw, res.get("code")):
             continue  # cheap rejection first: most of a long problem list is in no value set
@@ -854,6 +933,10 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
             fact = _condition_fact(T, res, birth)
             if fact and fact.valuesets:
                 conditions.append(fact)
+        elif status_code(res.get("verificationStatus")) not in EXCLUDED_VERIFICATION:
+            fact = _condition_fact(T, res, birth)
+            if fact and fact.valuesets.intersection(HISTORY_SETS):
+                history.append(fact)
 
     # Draft orders: the selected ones are what the card is about; the others count as current.
     selected_refs = set(record.selections)
@@ -884,8 +967,6 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
             continue
         record_drugs.append(drug)
         if _request_is_current(res, today):
-            drug.listed_since = _possibly_stale(res, today, params["STALE_ORDER_DAYS"])
-            drug.possibly_stale = drug.listed_since is not None
             current.append(drug)
     for res in record.medication_statements:
         ref = f"MedicationStatement/{res.get('id')}"
@@ -894,9 +975,14 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
             continue
         record_drugs.append(drug)
         if _statement_is_current(res):
-            drug.listed_since = _possibly_stale(res, today, params["STALE_ORDER_DAYS"])
-            drug.possibly_stale = drug.listed_since is not None
             current.append(drug)
+    stale_days = params.get("STALE_ORDER_DAYS", 400)
+    for drug in current:
+        if not drug.is_draft:
+            drug.listed_since = _stale_since(drug.resource, drug, today, stale_days)
+            drug.possibly_stale = drug.listed_since is not None
+    current += _recent_moud_injections(record_drugs, current, today)
+    _mark_methadone_moud(T, current, conditions + history)
 
     procedures = []
     for res in record.procedures:
@@ -918,7 +1004,38 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
     return Facts(today=today, params=params, hook=hook, patient_id=record.patient_id, birth_date=birth,
                  conditions=conditions, current=current, selected=selected, record_drugs=record_drugs,
                  procedures=procedures, selected_imaging=selected_imaging, labs=labs,
-                 unreadable_labs=unreadable, unavailable=dict(record.unavailable))
+                 unreadable_labs=unreadable, unavailable=dict(record.unavailable), history_conditions=history)
+
+
+MOUD_INJECTION_DAYS = 30  # RULES.md §1: an extended-release naltrexone/buprenorphine injection lasts a month
+NOT_GIVEN = {"cancelled", "entered-in-error", "not-taken", "draft", "unknown"}
+
+
+def _recent_moud_injections(record_drugs: list[Drug], current: list[Drug], today: dt.date) -> list[Drug]:
+    """Extended-release MOUD injections dated within 30 days are current even when their order is
+    completed: the drug is still in the body."""
+    refs = {d.ref for d in current}
+    return [d for d in record_drugs if d.ref not in refs and extended_release_injection(d) and d.date
+            and 0 <= (today - d.date).days <= MOUD_INJECTION_DAYS
+            and status_code(d.resource.get("status")) not in NOT_GIVEN]
+
+
+def _mark_methadone_moud(T: Terminology, current: list[Drug], conditions: list[ConditionFact]) -> None:
+    """RULES.md §1: a current (never a selected) methadone is MOUD while an opioid use disorder is on
+    record at any status (remission included), or when its own reason code names one."""
+    oud = next((c for c in conditions if "opioid_use_disorder" in c.valuesets and not c.from_indication), None)
+    for drug in current:
+        if drug.selected or drug.moud or drug.ingredients_names != ("methadone",):
+            continue
+        reason = ""
+        if any("opioid_use_disorder" in T.condition_valuesets(k.system, k.code)
+               for concept in as_list(drug.resource.get("reasonCode")) for k in _coded(concept)):
+            reason = "opioid use disorder as its reason"
+        elif oud is not None:
+            reason = "opioid use disorder on the problem list"
+        if reason:
+            drug.classes = drug.classes | {"moud"}
+            drug.moud_reason = reason
 
 
 def _indications(T: Terminology, order: dict, record: PatientRecord, birth) -> list[ConditionFact]:

@@ -5,14 +5,20 @@ ingredient of a combination product only) × dose per administration × administ
 A fentanyl patch is continuous: mg/hr × 1000 × 2.4 × patches per application. Only oral and
 transdermal products have a factor. When something is missing the order's MME "could not be
 calculated", with the reason; the total of the rest is then a lower bound. Never a guess.
+Revision 2: a dose in mg/mcg of an opioid ingredient needs no product strength; buprenorphine and
+methadone for opioid use disorder (MOUD) are left out and named; a selected draft that renews a
+current order (same drug code, same dose) is counted once.
+
+Opioid tolerance (RULES.md §1, FDA labels) is here too: it reads the same per-order doses.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from . import dosing
-from .facts import Drug
+from .facts import NOT_GIVEN, Drug, parse_date, request_end, status_code
 from .terminology import Terminology
 
 # CDC 2022 Clinical Practice Guideline, Table: MME conversion factors (mg/day; fentanyl mcg/hr).
@@ -46,6 +52,12 @@ class OrderMme:
 @dataclass
 class MmeTotal:
     orders: list[OrderMme] = field(default_factory=list)
+    moud: list[str] = field(default_factory=list)  # MOUD left out, one line each (RULES.md §1)
+    renewals: list[str] = field(default_factory=list)  # current orders a selected draft renews
+
+    @property
+    def counted(self) -> list[OrderMme]:
+        return [o for o in self.orders if o.mme is not None]
 
     @property
     def total(self) -> float:
@@ -61,7 +73,10 @@ class MmeTotal:
 
     @property
     def shown(self) -> str:
-        """'95 MME/day', or 'at least 95 MME/day' when some order could not be counted."""
+        """'95 MME/day', 'at least 95 MME/day' when some order could not be counted, or 'MME/day could
+        not be calculated' when none could (never 'at least 0')."""
+        if self.orders and not self.counted:
+            return "MME/day could not be calculated"
         return f"{'' if self.complete else 'at least '}{self.total:g} MME/day"
 
     @property
@@ -72,18 +87,26 @@ class MmeTotal:
             seen[key] = seen.get(key, 0) + 1
         return [f"{n} orders of {name}" for (_, name), n in seen.items() if n > 1]
 
-    def detail(self) -> str:
-        lines = [f"- {o.line}" for o in self.orders]
-        text = "\n".join(lines) + f"\n\n**Total: {self.shown}**"
+    def why(self) -> list[str]:
+        """One line per order (MOUD and renewals named), then the total or why there is none."""
+        lines = [o.line for o in self.orders] + self.moud + self.renewals
+        if self.orders and not self.counted:
+            reasons = "; ".join(dict.fromkeys(o.reason or "" for o in self.uncounted))
+            return lines + [f"**MME/day could not be calculated: {reasons}**"]
+        if not self.orders:
+            return lines
+        total = f"**Total: {self.shown}**"
         if self.uncounted:
-            text += " (a lower bound: " + "; ".join(
-                f"{o.drug.name} not counted" for o in self.uncounted) + ")"
+            total += " (a lower bound: " + "; ".join(f"{o.drug.name} not counted" for o in self.uncounted) + ")"
         if self.possible_duplicates:
-            text += ". Possible duplicate orders, each counted: " + ", ".join(self.possible_duplicates)
-        return text
+            total += ". Possible duplicate orders, each counted: " + ", ".join(self.possible_duplicates)
+        return lines + [total]
+
+    def detail(self) -> str:
+        return "\n".join(f"- {line}" for line in self.why())
 
 
-def _strength(T: Terminology, drug: Drug, ingredient: str) -> tuple[float, str] | None:
+def product_strength(T: Terminology, drug: Drug, ingredient: str) -> tuple[float, str] | None:
     for s in T.opioid_strength.get(drug.rxcui or "", ()):
         if s.ingredient.startswith(ingredient) or ingredient.startswith(s.ingredient):
             return s.value, s.unit
@@ -114,12 +137,19 @@ def _one(T: Terminology, drug: Drug, ingredient: str) -> OrderMme:
     if not patch and ingredient not in FACTORS:
         result.reason = f"{ingredient} has no CDC 2022 conversion factor"
         return result
-    strength = _strength(T, drug, ingredient)
+    daily = drug.daily
+    single_opioid = sum(1 for i in drug.ingredients if i.drug_class == "opioid") == 1
+    if not patch and daily.per_day is not None and daily.is_mass_mg and single_opioid:
+        # A dose in mg/mcg of the opioid is the dose: no product strength needed (rev. 2).
+        result.mg_per_day = round(daily.per_day, 2)
+        result.factor = FACTORS[ingredient]
+        result.mme = round(daily.per_day * result.factor, 1)
+        return result
+    strength = product_strength(T, drug, ingredient)
     if strength is None:
         result.reason = "the strength of the product is not known"
         return result
     value, unit = strength
-    daily = drug.daily
     if patch:
         result.patch = True
         if unit != "MG/HR":
@@ -150,8 +180,129 @@ def _one(T: Terminology, drug: Drug, ingredient: str) -> OrderMme:
     return result
 
 
+def moud_line(T: Terminology, drug: Drug) -> str:
+    """How a MOUD order is named where MME/day is shown (RULES.md §1)."""
+    ingredient = "methadone" if drug.has_ingredient("methadone") else (
+        "naltrexone" if drug.has_ingredient("naltrexone") else "buprenorphine")
+    if drug.moud_reason:
+        as_pain = [o for o in order_mme(T, drug) if o.mme is not None]
+        pain = (f"; if it is for pain it would be {sum(o.mme for o in as_pain):g} MME/day" if as_pain else
+                "; if it is for pain its MME/day could not be calculated")
+        return f"{ingredient} with {drug.moud_reason}: treated as treatment for OUD{pain}"
+    return f"{ingredient} for opioid use disorder: not counted in MME/day ({drug.name})"
+
+
+def _dose_key(drug: Drug) -> tuple:
+    daily = drug.daily
+    return (drug.rxcui or drug.name.lower(), daily.per_day, daily.is_mass_mg)
+
+
 def total_mme(T: Terminology, drugs: list[Drug]) -> MmeTotal:
     total = MmeTotal()
+    drugs = list({d.ref: d for d in drugs}.values())
+    renewed = set()
+    for draft in (d for d in drugs if d.selected and not d.moud and d.daily.per_day is not None):
+        for current in drugs:
+            if not current.is_draft and current.ref not in renewed and _dose_key(current) == _dose_key(draft):
+                renewed.add(current.ref)
+                total.renewals.append(f"{draft.name}: the selected order renews the current order of the same "
+                                      "drug and dose, counted once")
+                break
     for drug in drugs:
-        total.orders.extend(order_mme(T, drug))
+        if drug.moud:
+            total.moud.append(moud_line(T, drug))
+        elif drug.ref not in renewed:
+            total.orders.extend(order_mme(T, drug))
     return total
+
+
+# -- opioid tolerance (RULES.md §1, FDA labels) -------------------------------------------------
+# Daily dose that, taken for a week, makes a patient opioid tolerant (mg/day; fentanyl patch mcg/h).
+TOLERANCE_MG_PER_DAY = {"morphine": 60.0, "oxycodone": 30.0, "hydromorphone": 8.0, "oxymorphone": 25.0,
+                        "hydrocodone": 60.0}
+TOLERANCE_FENTANYL_MCG_PER_HOUR = 25.0
+TOLERANCE_OTHER_MME = 60.0  # any other opioid: MME/day ÷ 60
+TOLERANCE_DAYS = 7
+
+
+@dataclass
+class Tolerance:
+    units: float  # Σ (lowest daily dose over the last 7 days ÷ threshold)
+    lines: list[str]  # one per ingredient, for the card detail
+
+    @property
+    def tolerant(self) -> bool:
+        return self.units >= 1
+
+    @property
+    def text(self) -> str:
+        found = "; ".join(self.lines) if self.lines else "no current non-MOUD opioid taken for a week"
+        return (f"current opioids {self.units:.2g} of the tolerance threshold; tolerance needs ≥ 1 for a week "
+                f"({found})")
+
+
+def _fraction(T: Terminology, drug: Drug, ingredient: str) -> tuple[float | None, str]:
+    """This order's daily dose of one ingredient as a fraction of its tolerance threshold."""
+    o = _one(T, drug, ingredient)
+    if o.mme is None:
+        return None, o.reason or "dose unknown"
+    if o.patch:
+        return o.mg_per_day / TOLERANCE_FENTANYL_MCG_PER_HOUR, f"{o.mg_per_day:g} mcg/h"
+    if ingredient in TOLERANCE_MG_PER_DAY:
+        return o.mg_per_day / TOLERANCE_MG_PER_DAY[ingredient], f"{o.mg_per_day:g} mg/day"
+    return o.mme / TOLERANCE_OTHER_MME, f"{o.mme:g} MME/day"
+
+
+def _span(drug: Drug, current_refs: set[str], today: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The days an order covered: from its date to the end of its supply or validity (today while current)."""
+    if drug.date is None or status_code(drug.resource.get("status")) in NOT_GIVEN:
+        return None
+    if drug.ref in current_refs:
+        return drug.date, today
+    end = request_end(drug.resource)
+    if end is None and isinstance(drug.resource.get("effectivePeriod"), dict):
+        end = parse_date(drug.resource["effectivePeriod"].get("end"))
+    return drug.date, end or drug.date
+
+
+def tolerance(T: Terminology, current: list[Drug], record: list[Drug], today: dt.date) -> Tolerance:
+    """RULES.md §1 "Opioid tolerant": current, not possibly stale, non-MOUD opioid orders (never drafts);
+    each ingredient taken continuously for ≥ 7 days, counted at its lowest daily dose over those days."""
+    qualifying = [d for d in current if d.pain_opioid and not d.is_draft and not d.possibly_stale]
+    current_refs = {d.ref for d in qualifying}
+    history = {d.ref: d for d in record if d.pain_opioid and not d.is_draft}
+    history.update({d.ref: d for d in qualifying})
+    units, lines = 0.0, []
+    window = [today - dt.timedelta(days=n) for n in range(TOLERANCE_DAYS, -1, -1)]
+    ingredients = dict.fromkeys(i.name for d in qualifying for i in d.ingredients if i.drug_class == "opioid")
+    for ingredient in ingredients:
+        orders = [(d, _span(d, current_refs, today)) for d in history.values() if d.has_ingredient(ingredient)]
+        orders = [(d, span) for d, span in orders if span is not None]
+        lowest, lowest_text, reason = None, "", ""
+        for day in window:
+            seen, fraction, texts = set(), 0.0, []
+            for d, (start, end) in orders:
+                if not start <= day <= end or _dose_key(d) in seen:
+                    continue  # an order and a statement of the same drug and dose count once
+                seen.add(_dose_key(d))
+                value, text = _fraction(T, d, ingredient)
+                if value is None:
+                    fraction, reason = None, f"{d.name}: {text}"
+                    break
+                fraction += value
+                texts.append(text)
+            if not seen:
+                reason = f"not taken continuously for {TOLERANCE_DAYS} days (none on {day.isoformat()})"
+                lowest = None
+                break
+            if fraction is None:
+                lowest = None
+                break
+            if lowest is None or fraction < lowest:
+                lowest, lowest_text = fraction, " + ".join(texts)
+        if lowest is None:
+            lines.append(f"{ingredient}: not counted — {reason}")
+            continue
+        units += lowest
+        lines.append(f"{ingredient} {lowest_text} for ≥ {TOLERANCE_DAYS} days = {lowest:.2g} of its threshold")
+    return Tolerance(round(units, 2), lines)

@@ -121,8 +121,13 @@ def test_missing_dose_or_frequency_is_not_a_guess():
 
 
 def test_buprenorphine_and_parenteral_have_no_factor():
-    t = calc(order("351266", dosage=daily(1)))  # buprenorphine/naloxone sublingual
+    # RULES.md rev. 2: sublingual buprenorphine/naloxone is MOUD, left out of MME/day and named.
+    moud = calc(order("351266", dosage=daily(1)))
+    assert moud.total == 0 and not moud.orders
+    assert "buprenorphine for opioid use disorder: not counted in MME/day" in moud.detail()
+    t = calc(order("1716057", dosage=daily(2)))  # buprenorphine buccal film for pain (Belbuca)
     assert t.total == 0 and "no CDC 2022 conversion factor" in t.detail()
+    assert "at least 0" not in t.detail() and "MME/day could not be calculated" in t.detail()
     injectable = calc(order(None, text="morphine sulfate 4 MG/ML Injectable Solution", dosage=every(4)))
     assert injectable.total == 0 and "injectable" in injectable.detail()
 

@@ -325,15 +325,16 @@ def test_benzodiazepine_draft_with_current_opioid_removes_the_benzodiazepine(cli
 
 def test_fentanyl_patch_60_mme(client):
     card = card_of(cards_for(client, "os_fentanyl_patch_25"), "opioid.mme")
-    assert card["summary"].startswith("Opioid dose 60 MME/day")
+    assert "**Opioid dose 60 MME/day" in card["detail"]  # a section of the patch order's one card
     assert "25 mcg/hr × 2.4 = 60 MME/day" in card["detail"]
 
 
 def test_two_identical_current_orders_each_count(client):
+    # RULES.md rev. 2: the selected draft renews one of the current orders (same code and dose): counted once.
     card = card_of(cards_for(client, "os_two_concurrent_opioid_orders"), "opioid.mme")
-    assert card["summary"].startswith("Opioid dose 90 MME/day")
-    assert card["detail"].count("20 mg/day × 1.5 = 30 MME/day") == 3
-    assert "3 orders of" in card["detail"]
+    assert card["summary"].startswith("Opioid dose 60 MME/day")
+    assert card["detail"].count("20 mg/day × 1.5 = 30 MME/day") == 2
+    assert "2 orders of" in card["detail"] and "counted once" in card["detail"]
 
 
 def test_combination_product_counts_the_opioid_only_at_the_high_end(client):
@@ -395,10 +396,13 @@ def test_extended_release_for_opioid_naive(client):
     card = card_of(cards_for(client, "os_extended_release_opioid_naive"), "opioid.extended-release")
     assert actions(card, "delete")[0]["resourceId"] == "MedicationRequest/draft-oxycontin"
     body = load_fixture("os_extended_release_opioid_naive")
+    # RULES.md rev. 2: opioid tolerant (oxycodone 40 mg/day ≥ 30 mg for ≥ 7 days), not "any opioid in 90 days".
     body["prefetch"]["medicationRequests"]["entry"].append({"resource": {
-        "resourceType": "MedicationRequest", "id": "old-oxy", "status": "completed", "intent": "order",
+        "resourceType": "MedicationRequest", "id": "old-oxy", "status": "active", "intent": "order",
         "subject": {"reference": "Patient/os-er-naive"}, "authoredOn": "2026-02-01",
-        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049621"}]}}})
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049621"}]},
+        "dosageInstruction": [{"timing": {"repeat": {"frequency": 4, "period": 1, "periodUnit": "d"}},
+                               "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "tablet"}}]}]}})
     assert "opioid.extended-release" not in rules_of(cards_for(client, body))
 
 

@@ -191,15 +191,16 @@ def neuro_deficit(f: Facts, found: dict) -> Finding | None:
         return Finding(
             "critical", "Cord compression or myelopathy with back pain: emergency MRI and same-day surgical review",
             f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** emergency MRI and same-day spine surgery "
-            "assessment; do not wait for conservative treatment.\n\n**Evidence:** consensus red flag "
-            "(NICE NG59; ACR 2021).",
+            "assessment; do not wait for conservative treatment.\n\n**Evidence:** ACR Appropriateness Criteria "
+            "(2021) and NICE NG59: consensus red flag.",
             imaging(f, "mri_wo", priority="stat", within_days=1) + surgery_referral(f, priority="stat", same_day=True),
         )
     return Finding(
         "warning", "New motor deficit with back pain: MRI and spine surgery referral",
         f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** a new or progressive motor deficit (foot drop, "
         f"weakness) calls for MRI of the {regions_text(f)} spine and a spine surgery opinion.\n\n"
-        "**Evidence:** consensus; early decompression may improve motor recovery (NASS).",
+        "**Evidence:** ACR Appropriateness Criteria (2021) and NICE NG59: consensus red flag; early decompression "
+        "may improve motor recovery (NASS).",
         imaging(f, "mri_wo", priority="urgent") + surgery_referral(f, priority="urgent"),
         urgent=True,
     )

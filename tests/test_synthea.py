@@ -1,4 +1,4 @@
-"""The 19 Synthea patients (shared/testdata/synthea): no cards without back pain, few cards with it."""
+"""The 19 Synthea patients (tests/data/synthea): no cards without back pain, few cards with it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import PV, SHARED, check_response, post, rules_of
+from conftest import PV, SYNTHEA as SYNTHEA_DIR, check_response, post, rules_of
 
-SYNTHEA = sorted((SHARED / "testdata" / "synthea").glob("*.json"))
+SYNTHEA = sorted(SYNTHEA_DIR.glob("*.json"))
 KEY_OF = {"Condition": "conditions", "MedicationRequest": "medicationRequests", "Medication": "medicationRequests",
           "MedicationStatement": "medicationStatements", "Observation": "observations",
           "Procedure": "procedures", "ServiceRequest": "serviceRequests"}

@@ -1,12 +1,18 @@
-"""The container runs what the tests run: its CMD is a valid `cds-service serve` and its health
-check names an endpoint that exists (Docker itself cannot run on these machines)."""
+"""The container runs what the tests run: its CMD is a valid `cds-service serve`, its health check
+names an endpoint that exists, and the compose example is consistent and refuses calls without a
+JWT (Docker itself cannot run on these machines)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+from urllib.parse import urlsplit
 
-from conftest import ROOT
+import yaml
+
+from cds_service.app import create_app
+from conftest import PV, ROOT, load_fixture
 
 
 def test_dockerfile_runs_cds_service_serve_as_non_root():
@@ -31,6 +37,40 @@ def test_health_endpoints_the_container_uses(client):
     assert client.get("/healthz").status_code == 200
 
 
-def test_compose_runs_two_instances_on_postgresql():
-    text = (ROOT / "docker-compose.yml").read_text()
-    assert "postgresql://" in text and "cds-1" in text and "cds-2" in text
+def test_compose_runs_two_instances_on_one_postgresql(monkeypatch, tmp_path):
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    cds = {name: s for name, s in services.items() if s.get("build") == "."}
+    assert len(cds) == 2
+    dsns = {s["environment"]["CDS_SERVICE_DB"] for s in cds.values()}
+    assert len(dsns) == 1  # one ledger, feedback store and JWT replay cache for both
+    dsn = urlsplit(dsns.pop())
+    db = services[dsn.hostname]["environment"]  # the DSN names the compose database service...
+    assert (dsn.scheme, dsn.username, dsn.password, dsn.path.lstrip("/")) == (
+        "postgresql", db["POSTGRES_USER"], db["POSTGRES_PASSWORD"], db["POSTGRES_DB"])  # ...and its credentials
+    for service in cds.values():
+        assert service["depends_on"][dsn.hostname] == {"condition": "service_healthy"}
+        assert all(p.startswith("127.0.0.1:") for p in service["ports"])  # TLS terminates in front
+        source, target = service["volumes"][0].split(":")[:2]
+        assert service["environment"]["CDS_SERVICE_CONFIG"] == target
+    # The mounted configuration requires the EHR's JWT: the README's Try-it call without one gets 401.
+    monkeypatch.setenv("CDS_SERVICE_CONFIG", str(ROOT / source))
+    app = create_app({"db": str(tmp_path / "ledger.sqlite3")})
+    try:
+        response = app.test_client().post(PV, json=load_fixture("pv_spinal_metastases_with_radiculopathy"))
+    finally:
+        app.extensions["cds"].store.close()
+    assert response.status_code == 401
+
+
+def test_docker_build_context_leaves_out_local_environments():
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(path: str) -> bool:
+        return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/") or
+                   fnmatch.fnmatch(path, p.removeprefix("**/")) for p in patterns)
+    for path in (".venv", ".git", "test-artifacts", ".pytest_cache", "cds_service/__pycache__", "ledger.sqlite3"):
+        assert ignored(path), path
+    copied = re.findall(r"^COPY (.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
+    for source in " ".join(copied).split():
+        assert (ROOT / source).exists() and not ignored(source), source

@@ -9,6 +9,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from cds_service.app import create_app
@@ -37,7 +38,14 @@ def test_health_endpoints_the_container_uses(client):
     assert client.get("/healthz").status_code == 200
 
 
-def test_compose_runs_two_instances_on_one_postgresql(monkeypatch, tmp_path):
+def compose_environment(service: dict, shell: dict) -> dict:
+    """The service's environment as compose sets it: `${VAR:-default}` from the shell, or the default."""
+    def value(v: str) -> str:
+        return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: shell.get(m.group(1), m.group(2)), str(v))
+    return {k: value(v) for k, v in service["environment"].items()}
+
+
+def test_compose_runs_two_instances_on_one_postgresql():
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     cds = {name: s for name, s in services.items() if s.get("build") == "."}
     assert len(cds) == 2
@@ -51,15 +59,26 @@ def test_compose_runs_two_instances_on_one_postgresql(monkeypatch, tmp_path):
         assert service["depends_on"][dsn.hostname] == {"condition": "service_healthy"}
         assert all(p.startswith("127.0.0.1:") for p in service["ports"])  # TLS terminates in front
         source, target = service["volumes"][0].split(":")[:2]
-        assert service["environment"]["CDS_SERVICE_CONFIG"] == target
-    # The mounted configuration requires the EHR's JWT: the README's Try-it call without one gets 401.
-    monkeypatch.setenv("CDS_SERVICE_CONFIG", str(ROOT / source))
-    app = create_app({"db": str(tmp_path / "ledger.sqlite3")})
+        assert service["environment"]["CDS_SERVICE_CONFIG"] == target and (ROOT / source).is_file()
+
+
+@pytest.mark.parametrize("shell,status", [({}, 401), ({"CDS_SERVICE_AUTH_REQUIRED": "false"}, 200)])
+def test_compose_instances_require_a_jwt_unless_switched_off(monkeypatch, tmp_path, shell, status):
+    """As the README says: the Try-it call gets 401 from the compose example, and 200 with
+    `CDS_SERVICE_AUTH_REQUIRED=false docker compose up`."""
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["cds-1"]
+    env = compose_environment(service, shell)
+    source, target = service["volumes"][0].split(":")[:2]
+    env[next(k for k, v in env.items() if v == target)] = str(ROOT / source)  # the mounted file
+    env["CDS_SERVICE_DB"] = str(tmp_path / "ledger.sqlite3")  # no PostgreSQL container here
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    app = create_app()
     try:
         response = app.test_client().post(PV, json=load_fixture("pv_spinal_metastases_with_radiculopathy"))
     finally:
         app.extensions["cds"].store.close()
-    assert response.status_code == 401
+    assert response.status_code == status, response.get_data(as_text=True)
 
 
 def test_docker_build_context_leaves_out_local_environments():

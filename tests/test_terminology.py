@@ -1,4 +1,4 @@
-"""The terminology layer (docs/rules.md, "Terminology"): packaged data in sync with its sources, code matching,
+"""The terminology layer (the value sets and drug classes every rule uses): packaged data in sync with its sources, code matching,
 drug classes at any RxNorm level, the drug-name fallback and the aspirin/route adjustments."""
 
 from __future__ import annotations

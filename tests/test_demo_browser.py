@@ -16,11 +16,6 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 
 
 @pytest.fixture
-def backend():
-    return "sqlite"  # the page, not the store, is under test
-
-
-@pytest.fixture
 def demo_server(store_config):
     server = LiveServer(store_env(store_config()), workers=1, demo=True)
     yield server

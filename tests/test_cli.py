@@ -127,3 +127,24 @@ def test_rules_markdown_and_table(run):
         < markdown.index("## Imaging and procedures")
     _, table, _ = run("rules")
     assert "red-flag.cauda-equina  [order-select, patient-view]  critical" in table
+
+
+def test_a_server_that_cannot_start_is_reported_and_leaves_no_process(tmp_path):
+    """The live-server helper itself: start-up failure shows serve's own message and ends the whole
+    process group (before, every failed start left a gunicorn tree behind)."""
+    import os
+
+    from conftest import LiveServer
+    config = tmp_path / "bad.toml"
+    config.write_text('[rules.parameters]\nPERSISTENT_WEEKS = "four"\n')
+    groups = []
+
+    class Recording(LiveServer):
+        def stop(self):
+            groups.append(self.proc.pid)
+            return super().stop()
+    with pytest.raises(AssertionError, match="did not start(.|\n)*PERSISTENT_WEEKS"):
+        Recording({"CDS_SERVICE_CONFIG": str(config), "CDS_SERVICE_DB": str(tmp_path / "db.sqlite3")})
+    assert groups
+    with pytest.raises(ProcessLookupError):
+        os.killpg(groups[0], 0)  # nothing of that process group is left

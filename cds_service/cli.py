@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -111,6 +112,11 @@ def _report(args: argparse.Namespace) -> int:
     from .store import Store
 
     settings = load_settings()
+    if _missing_sqlite_ledger(settings.db):
+        # Opening it would create an empty database and print an empty report as if nothing was shown.
+        print(f"cds-service: no ledger at {settings.db}: nothing to report (set CDS_SERVICE_DB to the "
+              f"service's database)", file=sys.stderr)
+        return 1
     store = Store(settings.db, schema=settings.raw.get("db_schema"))
     rows = store.report()
     unmatched = store.unmatched_feedback()
@@ -129,15 +135,63 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_sqlite_ledger(db: str) -> bool:
+    return not re.match(r"postgres(ql)?://", db) and db != ":memory:" and not Path(db).exists()
+
+
+# Section headings of docs/rules.md, by the module that defines the rules (catalogue order).
+RULE_SECTIONS = {
+    "red_flags": "Red flags and differential",
+    "imaging": "Imaging and procedures",
+    "first_line": "First line, non-drug care and monitoring",
+    "nsaid": "NSAID safety",
+    "muscle_relaxant": "Muscle relaxants",
+    "second_line": "Second-line drugs",
+    "opioid": "Opioids",
+}
+
+
 def rule_rows() -> list[dict]:
     """Every rule, from the code's own definitions (rules/*.py), for clinical review."""
     from . import knowledge
     from .rules import CATALOGUE
     registry = knowledge.sources()
     return [{"id": r.id, "title": r.title, "hooks": sorted(r.hooks), "trigger": r.trigger, "levels": list(r.levels),
-             "suggests": r.suggests,
+             "suggests": r.suggests, "section": _section(r.evaluate.__module__),
              "sources": [{"id": s, "label": registry[s].label, "url": registry[s].url} for s in r.sources]}
             for r in CATALOGUE]
+
+
+def _section(module: str) -> str:
+    name = module.rsplit(".", 1)[-1]
+    return RULE_SECTIONS.get(name, name.replace("_", " ").capitalize())
+
+
+def rules_markdown(rows: list[dict]) -> str:
+    """docs/rules.md: the catalogue as reviewers read it, one table per section."""
+    from . import knowledge
+    out = ["# Rule catalogue", "",
+           "Generated from the rules' own definitions (`cds_service/rules/`) by",
+           "`cds-service rules --format markdown > docs/rules.md`; do not edit by hand.",
+           f"Catalogue version: {knowledge.CATALOGUE_VERSION}. Each card names its rule id in",
+           "`source.topic.code`; merged care-plan cards list theirs in the `radiculopathy-cds.rules` extension.",
+           ""]
+    sections: dict[str, list[dict]] = {}
+    for r in rows:
+        sections.setdefault(r["section"], []).append(r)
+    for title, members in sections.items():
+        out += [f"## {title}", "", "| id | hooks | fires when | level | suggests | sources |",
+                "|---|---|---|---|---|---|"]
+        for r in members:
+            sources = "; ".join(f"[{s['label']}]({s['url']})" for s in r["sources"])
+            out.append(f"| `{r['id']}` | {', '.join(r['hooks'])} | {_cell(r['trigger'])} | {' / '.join(r['levels'])} | "
+                       f"{_cell(r['suggests'])} | {sources} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -145,11 +199,7 @@ def _rules(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     elif args.format == "markdown":
-        print("| id | hooks | fires when | level | suggests | sources |\n|---|---|---|---|---|---|")
-        for r in rows:
-            sources = "; ".join(f"[{s['label']}]({s['url']})" for s in r["sources"])
-            print(f"| `{r['id']}` | {', '.join(r['hooks'])} | {r['trigger']} | {' / '.join(r['levels'])} | "
-                  f"{r['suggests']} | {sources} |")
+        print(rules_markdown(rows), end="")
     else:
         for r in rows:
             print(f"{r['id']}  [{', '.join(r['hooks'])}]  {' / '.join(r['levels'])}\n    {r['title']}\n"

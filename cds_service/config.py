@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "as_of": None,  # fixed evaluation date (YYYY-MM-DD); None = today in UTC
     "public_base_url": None,
     "demo": False,  # enables GET /demo and the fixtures' own "as of" date (request extension)
-    "demo_fixtures": "./fixtures",  # the scenarios GET /demo lists
+    "demo_fixtures": None,  # a folder of scenarios for GET /demo; None = the ones shipped in the package
     "log_level": "INFO",
     "log_format": "json",  # or "text"
     "cards": {"merge_info": True, "evidence_alone": False},

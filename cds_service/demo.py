@@ -6,10 +6,11 @@ from __future__ import annotations
 import html
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
 import markdown
-from flask import Blueprint, abort, current_app, render_template_string
+from flask import Blueprint, Flask, abort, current_app, render_template_string
 from markupsafe import Markup
 
 bp = Blueprint("demo", __name__)
@@ -55,17 +56,37 @@ PAGE = """<!doctype html>
 </section></main></body></html>"""
 
 
+def scenario_files(folder: str | None) -> list:
+    """The demo's scenario files: a configured folder, or those shipped in the package (so that a
+    deployed install lists them whatever folder it was started from)."""
+    root = Path(folder) if folder else resources.files("cds_service.fixtures")
+    return sorted((p for p in root.iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
+
+
 def _fixtures() -> list[dict]:
-    folder = Path(current_app.extensions["cds"].settings.raw["demo_fixtures"])
     out = []
-    for path in sorted(folder.glob("*.json")):
+    for path in scenario_files(current_app.extensions["cds"].settings.raw["demo_fixtures"]):
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         scenario = (body.get("extension") or {}).get("radiculopathy-cds.scenario", "")
-        out.append({"name": path.stem, "scenario": scenario, "body": body})
+        out.append({"name": path.name.removesuffix(".json"), "scenario": scenario, "body": body})
     return out
+
+
+def _viewer() -> Flask:
+    """The app that answers for the demo page: this one's settings with a throwaway in-memory ledger
+    (viewing a scenario is not a card shown to a clinician, so it never reaches the real ledger)
+    and without EHR authentication (the page itself is the caller). Made once per app."""
+    app = current_app._get_current_object()
+    viewer = app.extensions.get("cds.demo_viewer")
+    if viewer is None:
+        from .app import create_app
+        raw = app.extensions["cds"].settings.raw
+        viewer = create_app({**raw, "db": ":memory:", "db_schema": None, "auth": {**raw["auth"], "required": False}})
+        app.extensions["cds.demo_viewer"] = viewer
+    return viewer
 
 
 def _detail(text: str) -> Markup:
@@ -94,8 +115,8 @@ def scenario(name: str):
         abort(404)
     hook = chosen["body"].get("hook")
     service = "radiculopathy-order-select" if hook == "order-select" else "radiculopathy-patient-view"
-    # The same pipeline as an EHR's call: through the service endpoint itself.
-    response = current_app.test_client().post(f"/cds-services/{service}", json=chosen["body"])
+    # The same pipeline as an EHR's call: through the service endpoint itself (of the viewer app).
+    response = _viewer().test_client().post(f"/cds-services/{service}", json=chosen["body"])
     payload = response.get_json() or {}
     cards = [{"indicator": c["indicator"], "summary": c["summary"], "detail": _detail(c.get("detail", "")),
               "suggestions": c.get("suggestions", []), "source": c["source"], "links": c.get("links", []),

@@ -1,14 +1,21 @@
 """Shared test helpers: the Flask app (application factory), scenario fixtures, a strict check of
-every response (CDS Hooks schema + FHIR R4 suggestion resources), and a real local FHIR server."""
+every response (CDS Hooks schema + FHIR R4 suggestion resources), and a real local FHIR server.
+
+Everything the tests read is in this repository (fixtures/, hooks/, tests/data/)."""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
-import uuid
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -21,20 +28,26 @@ from cds_service.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
-SHARED = ROOT.parent / "shared"
-SPEC = SHARED / "conformance" / "spec-examples"
+DATA = ROOT / "tests" / "data"
+CONFORMANCE = DATA / "conformance"
+SYNTHEA = DATA / "synthea"
+HOOKS = ROOT / "hooks"
 PV = "/cds-services/radiculopathy-patient-view"
 OS = "/cds-services/radiculopathy-order-select"
 
-
-def _strict_response_validator() -> Draft202012Validator:
-    folder = SPEC / "derived" / "schemas"
-    schemas = [json.loads((folder / n).read_text()) for n in ("common.defs.json", "service-response.schema.json")]
-    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas)
-    return Draft202012Validator(schemas[1], registry=registry)
+# Local test HTTP servers check for shutdown every 50 ms (the default 0.5 s made each teardown slow).
+POLL_INTERVAL = 0.05
 
 
-RESPONSE_VALIDATOR = _strict_response_validator()
+def schema_validator(name: str) -> Draft202012Validator:
+    """A validator for hooks/<name>.json, the published contract, read straight from the files (not
+    through the service's own pre-processed copy, so that a fault there cannot hide)."""
+    schemas = {p.stem: json.loads(p.read_text()) for p in HOOKS.glob("*.json")}
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas.values())
+    return Draft202012Validator(schemas[name], registry=registry)
+
+
+RESPONSE_VALIDATOR = schema_validator("service-response.schema")
 
 
 def fhir_model(resource_type: str):
@@ -43,7 +56,7 @@ def fhir_model(resource_type: str):
 
 
 def check_response(body: dict) -> dict:
-    """Every response: valid under the strict shared schema; every suggested resource valid FHIR R4."""
+    """Every response: valid under hooks/service-response.schema.json; every suggested resource valid FHIR R4."""
     errors = sorted(RESPONSE_VALIDATOR.iter_errors(body), key=str)
     assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
     for card in body["cards"]:
@@ -64,15 +77,25 @@ def load_fixture(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-# -- both store backends: every app-level test runs on SQLite and on PostgreSQL ------------------
+# -- store backends: the tests that touch the store run on SQLite and on PostgreSQL ---------------
 PG_DSN = os.environ.get("CDS_TEST_POSTGRES")
 # In CI the PostgreSQL runs are mandatory: without a server they fail, they are never skipped.
 BACKENDS = ["sqlite", "postgresql"] if (PG_DSN or os.environ.get("CI")) else ["sqlite"]
+# A test touches the store when it asks for the app object itself (to reach app.extensions["cds"].store)
+# or for a store configuration, or is marked @pytest.mark.store. Every other test talks HTTP only and
+# runs on SQLite: running it twice would test nothing more.
+STORE_ARGS = {"app", "store_config", "backend"}
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
+def pytest_configure(config):
+    config.addinivalue_line("markers", "store: run this test on every store backend")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        direct = set(inspect.signature(metafunc.function).parameters)
+        touches_store = bool(direct & STORE_ARGS) or metafunc.definition.get_closest_marker("store") is not None
+        metafunc.parametrize("backend", BACKENDS if touches_store else ["sqlite"])
 
 
 @pytest.fixture
@@ -214,7 +237,7 @@ class FhirServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(POLL_INTERVAL,), daemon=True)
         self.thread.start()
 
     def close(self):
@@ -338,37 +361,77 @@ def prefetch_resources(body: dict) -> list[dict]:
 
 # -- `cds-service serve` as in production ------------------------------------------------------
 def cli_path() -> str:
-    import sys
     return str(Path(sys.executable).parent / "cds-service")
 
 
 class LiveServer:
-    """`cds-service serve` in a subprocess on a free loopback port; stop() sends SIGTERM."""
+    """`cds-service serve` in a subprocess (its own process group) on a free loopback port.
+
+    Start-up waits up to 60 s for /healthz: a loaded 2-core machine can be slow to answer, so every
+    request error counts as "not ready yet". Whatever happens, stop() (also called when start-up
+    fails) ends the whole process group: no gunicorn master or worker outlives the test."""
+
+    START_SECONDS = 60
 
     def __init__(self, env: dict, workers: int = 2, demo: bool = False):
-        import os
         import socket
-        import subprocess
+
         import requests
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
         args = [cli_path(), "serve", "--port", str(port), "--workers", str(workers)] + (["--demo"] if demo else [])
+        # stderr goes to a file: a pipe nobody reads while the test runs could fill up and block the server.
+        self._stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, cwd=ROOT,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=self._stderr, text=True, start_new_session=True)
         self.base = f"http://127.0.0.1:{port}"
-        for _ in range(150):
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
+        deadline = time.monotonic() + self.START_SECONDS
+        try:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if requests.get(self.base + "/healthz", timeout=2).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
                 time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
         _, stderr = self.stop()
         raise AssertionError(f"cds-service serve did not start:\n{stderr[-2000:]}")
 
     def stop(self) -> tuple[int, str]:
-        import signal
-        self.proc.send_signal(signal.SIGTERM)
-        _, stderr = self.proc.communicate(timeout=30)
+        """SIGTERM to the group (a clean shutdown), SIGKILL to whatever is left; returns (exit code, stderr)."""
+        if self.proc.returncode is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._signal(signal.SIGKILL)  # a worker that outlived its master
+        self._stderr.seek(0)
+        stderr = self._stderr.read()
         return self.proc.returncode, stderr
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture
+def live_server():
+    """live_server(env, workers=..., demo=...) -> LiveServer; every server started is stopped at teardown."""
+    started: list[LiveServer] = []
+
+    def start(env: dict, **kwargs) -> LiveServer:
+        server = LiveServer(env, **kwargs)
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        server.stop()

@@ -15,7 +15,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from conftest import PV, SPEC, LiveServer, load_fixture, store_env
+from conftest import CONFORMANCE, PV, POLL_INTERVAL, LiveServer, load_fixture, store_env
 
 BASE = "https://cds.example.org"
 ISS = "https://ehr.example.org"
@@ -52,7 +52,7 @@ class JwksServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(POLL_INTERVAL,), daemon=True).start()
 
     def close(self):
         self.httpd.shutdown()
@@ -119,10 +119,10 @@ def test_expired_token(secure, keys):
     refused(call(secure, token(keys["ec"], iat=now - 900, exp=now - 600)))
 
 
-def test_spec_example_token_is_expired_and_refused(make_app):
+def test_spec_shaped_expired_token_is_refused(make_app):
     app = make_app({"public_base_url": "https://cds.example.org", "auth": {"required": True, "clients": [
-        {"iss": "https://fhir-ehr.example.com/", "jwks_file": str(SPEC / "jwt" / "jwks-public.json")}]}})
-    example = (SPEC / "jwt" / "jwt-bearer-example.txt").read_text().strip().removeprefix("Bearer ").strip()
+        {"iss": "https://ehr.example.test/", "jwks_file": str(CONFORMANCE / "jwt" / "jwks-public.json")}]}})
+    example = (CONFORMANCE / "jwt" / "expired-token.txt").read_text().strip().removeprefix("Bearer ").strip()
     refused(call(app, example, path="/cds-services/radiculopathy-patient-view"))
 
 

@@ -49,12 +49,6 @@ content_bundles = bundles_of(CONTENT_TYPES)  # no failure markers: a valid reque
 KEYS = ["patient", "conditions", "medicationRequests", "medicationStatements", "observations", "procedures",
         "serviceRequests"]
 
-@pytest.fixture
-def backend():
-    """Fuzzing exercises parsing and rules, not the store: SQLite only (the store has its own tests)."""
-    return "sqlite"
-
-
 FUZZ = settings(max_examples=100, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""The 19 Synthea patients (shared/testdata/synthea): no cards without back pain, few cards with it."""
+"""The 19 Synthea patients (tests/data/synthea): no cards without back pain, few cards with it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import PV, SHARED, check_response, post, rules_of
+from conftest import PV, SYNTHEA as SYNTHEA_DIR, check_response, post, rules_of
 
-SYNTHEA = sorted((SHARED / "testdata" / "synthea").glob("*.json"))
+SYNTHEA = sorted(SYNTHEA_DIR.glob("*.json"))
 KEY_OF = {"Condition": "conditions", "MedicationRequest": "medicationRequests", "Medication": "medicationRequests",
           "MedicationStatement": "medicationStatements", "Observation": "observations",
           "Procedure": "procedures", "ServiceRequest": "serviceRequests"}
@@ -58,7 +58,7 @@ def test_synthea_patient(synthea_client, path):
 def test_chart_open_rarely_shows_more_than_three_cards(synthea_client):
     counts = [len(_cards(synthea_client, p)) for p in SYNTHEA if not p.stem.startswith(("negative-", "near-miss-"))]
     assert len(counts) == 13
-    # Synthea keeps decades-old prescriptions 'active' with no supply data, so RULES.md §1 counts them
+    # Synthea keeps decades-old prescriptions 'active' with no supply data, so the service counts them
     # as current; even so most charts stay at three cards or fewer.
     assert sum(n > 3 for n in counts) <= 3, counts
 

@@ -1,4 +1,4 @@
-"""The terminology layer (RULES.md §1): packaged data in sync with its sources, code matching,
+"""The terminology layer (the value sets and drug classes every rule uses): packaged data in sync with its sources, code matching,
 drug classes at any RxNorm level, the drug-name fallback and the aspirin/route adjustments."""
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from cds_service import terminology
 from cds_service.facts import _drug, condition_is_active
 from cds_service.record import PatientRecord
 from cds_service.terminology import ICD10CM, SNOMED, build
-from conftest import SHARED
 
 T = terminology.load()
 RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 def test_packaged_data_is_what_the_rebuild_script_makes(tmp_path):
-    build.build(SHARED / "clinical" / "codes", tmp_path)
+    """`python -m cds_service.terminology.build` from the code lists in the repository
+    (cds_service/terminology/sources/) makes exactly the packaged data."""
+    assert build.main(["--out", str(tmp_path)]) == 0  # the default --codes is sources/
     data = Path(terminology.__file__).parent / "data"
     for name in ("condition_valuesets.csv", "procedure_valuesets.csv", "drugs.csv", "opioid_strength.csv"):
         assert filecmp.cmp(tmp_path / name, data / name, shallow=False), name

@@ -9,7 +9,8 @@ from functools import lru_cache
 from importlib import resources
 
 RULE_SYSTEM = "urn:radiculopathy-cds:rule"
-CATALOGUE_VERSION = "RULES.md 2026-12 (rule catalogue), SOURCES.md"
+# This repository's rule catalogue (docs/rules.md, generated from rules/) and its sources (sources.csv).
+CATALOGUE_VERSION = "radiculopathy-cds rule catalogue 2026-12 (docs/rules.md, knowledge/sources.csv)"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ Content-Security-Policy tells the browser to load nothing at all.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 
 import pygal
@@ -23,7 +24,7 @@ _STYLE = Style(
     font_family="system-ui, 'Segoe UI', 'Liberation Sans', Arial, sans-serif",
     background="white", plot_background="white", foreground="#222", foreground_strong="#111",
     foreground_subtle="#bbb", opacity="1", opacity_hover="1", title_font_size=16, label_font_size=12,
-    major_label_font_size=12, legend_font_size=13, value_font_size=11,
+    major_label_font_size=12, legend_font_size=13, value_font_size=12, value_colors=("white",) * 8,
     # shown, accepted, overridden, quieted: colour-blind-safe (Okabe-Ito)
     colors=("#0072B2", "#009E73", "#D55E00", "#999999", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"))
 
@@ -40,9 +41,11 @@ def _without_scripts(root):
     return root
 
 
-def _chart(kind, *, title: str, height: int, **options):
+def _chart(kind, *, title: str, height: int, maximum: int, **options):
+    step = max(1, math.ceil(maximum / 10))  # counts: whole-number ticks
     chart = kind(style=_STYLE, js=[], disable_xml_declaration=True, width=960, height=height, title=title,
-                 legend_at_bottom=True, truncate_label=60, **options)
+                 legend_at_bottom=True, truncate_label=60, print_zeroes=False,
+                 y_labels=list(range(0, maximum + step, step)), **options)
     chart.add_xml_filter(_without_scripts)
     return chart
 
@@ -57,7 +60,8 @@ def per_rule_chart(fig: LedgerFigures) -> Markup:
     if fig.has_quieted:
         series.append(("Quieted", "quieted"))
     chart = _chart(pygal.HorizontalBar, title="Per rule: cards shown, suggestions accepted, overridden",
-                   height=140 + len(rules) * (16 * len(series) + 14), print_values=True)
+                   height=140 + len(rules) * (16 * len(series) + 14), print_values=True,
+                   maximum=max(max(getattr(r, a) for _, a in series) for r in rules))
     chart.x_labels = [r.rule for r in rules]
     for name, attr in series:
         chart.add(name, [getattr(r, attr) for r in rules])
@@ -70,7 +74,8 @@ def reasons_chart(fig: LedgerFigures) -> Markup | None:
         return None
     codes = sorted({c for r in rules for c in r.override_reasons})
     chart = _chart(pygal.HorizontalStackedBar, title="Overrides by coded reason",
-                   height=160 + len(rules) * 34 + 18 * (len(codes) + 1), print_values=True)
+                   height=160 + len(rules) * 34 + 18 * (len(codes) + 1), print_values=True,
+                   maximum=max(sum(r.override_reasons.values()) + r.overrides_without_reason for r in rules))
     chart.x_labels = [r.rule for r in rules]
     for code in codes:
         chart.add(fig.reason_display.get(code, code), [r.override_reasons.get(code) or None for r in rules])
@@ -85,7 +90,8 @@ def weekly_chart(fig: LedgerFigures) -> Markup | None:
         return None
     chart = _chart(pygal.Line, title=f"Cards shown per week, top {len(top)} rules", height=420,
                    x_title="week starting (Monday, UTC)", show_minor_x_labels=True, x_label_rotation=30,
-                   dots_size=4, include_x_axis=True)
+                   dots_size=4, include_x_axis=True,
+                   maximum=max(fig.weekly_shown.get(r.rule, {}).get(w, 0) for r in top for w in fig.weeks))
     chart.x_labels = [w.isoformat() for w in fig.weeks]
     for r in top:
         chart.add(r.rule, [fig.weekly_shown.get(r.rule, {}).get(w, 0) for w in fig.weeks])
@@ -97,7 +103,8 @@ def burden_chart(fig: LedgerFigures) -> Markup | None:
         return None
     sizes = list(range(1, max(fig.cards_per_chart_open) + 1))
     chart = _chart(pygal.Bar, title="Cards per chart-open (patient-view responses with cards)", height=380,
-                   x_title="cards on one chart-open", y_title="chart-opens", print_values=True, show_legend=False)
+                   x_title="cards on one chart-open", y_title="chart-opens", print_values=True, show_legend=False,
+                   maximum=max(fig.cards_per_chart_open.values()))
     chart.x_labels = [str(n) for n in sizes]
     chart.add("chart-opens", [fig.cards_per_chart_open.get(n, 0) for n in sizes])
     return _svg(chart)

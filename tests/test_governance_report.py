@@ -173,6 +173,7 @@ def test_report_figures_match_the_json_report(filled, tmp_path):
                              "“Benefit outweighs risk for this patient” (2 of 3).")
     assert "Quieted" not in page.headers  # nothing quieted in this ledger: no empty column
     assert page.scripts == 0 and page.external == []
+    assert "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none';" in html
     assert html.count("<svg") == 4  # per rule, reasons, weekly, burden
     assert "How to read this" in html and "RULES.md" in html  # the knowledge-base version
 
@@ -191,8 +192,13 @@ def test_since_keeps_the_cards_shown_from_that_date(filled, tmp_path):
 
 
 def test_an_empty_ledger_gives_an_honest_empty_report(store_config, tmp_path):
-    env = store_env(store_config())
+    config = tmp_path / "site.toml"
+    config.write_text('[rules]\ndisabled = ["assessment.start-back"]\nparameters = { MME_WARN = 40 }\n')
+    env = {**store_env(store_config()), "CDS_SERVICE_CONFIG": str(config)}
     html, page = html_report(env, tmp_path)
+    assert "Rules switched off at this site: <code>assessment.start-back</code>." in html
+    parameter = html.split('<tr data-parameter="MME_WARN">')[1].split("</tr>")[0]
+    assert re.findall(r'<td class="n">(\d+)</td>', parameter) == ["50", "40"]  # default, this site
     assert page.headline == "No cards were recorded in the whole ledger: there is nothing to review yet."
     assert page.rules == {} and "<svg" not in html
     assert "No card was shown in the whole ledger" in html and "How to read this" in html

@@ -106,15 +106,15 @@ def _include(system: str, codes: list[tuple[str, str, str]]) -> list[dict]:
 
 
 def value_set(name: str, systems: dict[str, list[tuple[str, str, str]]], base: str, version: str) -> dict:
-    kind = next(iter(systems.values()))[0][2]
+    kinds = sorted({kind for codes in systems.values() for _, _, kind in codes})
     words = name.replace("_", " ")
     return {
         "resourceType": "ValueSet", "id": fhir_id(name), "url": f"{base}/ValueSet/{fhir_id(name)}",
         "identifier": [{"system": f"{base}/valueset-name", "value": name}],
         "version": version, "name": computable_name(name), "title": words[:1].upper() + words[1:],
         "status": "active", "publisher": PUBLISHER,
-        "description": f"The codes this service classifies as the {kind} set `{name}`, as its terminology "
-                       "files list them.",
+        "description": f"The codes this service classifies as `{name}` ({' and '.join(kinds)} codes), as its "
+                       "terminology files list them.",
         "compose": {"include": [inc for system in sorted(systems) for inc in _include(system, systems[system])]},
     }
 

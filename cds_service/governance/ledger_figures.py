@@ -98,7 +98,9 @@ def collect(store, since: dt.date | None = None) -> LedgerFigures:
     from ..registry import SERVICES
     from ..rules import CATALOGUE
 
-    store.flush()  # cards still queued by this process's writer
+    flush = getattr(store, "flush", None)
+    if flush is not None:  # cards still queued by this process's ledger writer (in-process use)
+        flush()
     titles = {r.id: r.title for r in CATALOGUE}
     shown_in = _since("c.shown_at", since)
     and_shown_in = _since("c.shown_at", since, "AND")

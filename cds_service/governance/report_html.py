@@ -138,7 +138,7 @@ def _median(distribution: dict[int, int]) -> float | None:
 
 
 def render(fig: LedgerFigures, *, store_kind: str, knowledge: dict, parameters: list[dict],
-           generated: dt.datetime | None = None) -> str:
+           site: dict | None = None, generated: dt.datetime | None = None) -> str:
     generated = generated or dt.datetime.now(dt.timezone.utc)
     reasons_by_rule = {
         r.rule: [(fig.reason_display.get(code, code), code, n)
@@ -150,7 +150,8 @@ def render(fig: LedgerFigures, *, store_kind: str, knowledge: dict, parameters: 
         per_rule_chart=per_rule_chart(fig) if fig.rules else None, reasons_chart=reasons_chart(fig),
         weekly_chart=weekly_chart(fig), burden_chart=burden_chart(fig), top_rules=fig.top_rules(TOP_RULES),
         median_cards=_median(fig.cards_per_chart_open), store_kind=store_kind, knowledge=knowledge,
-        parameters=parameters, generated=generated.strftime("%Y-%m-%d %H:%M UTC"))
+        parameters=parameters, site=site or {"disabled": [], "lowered": {}},
+        generated=generated.strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def parameter_rows(settings=None) -> list[dict]:
@@ -161,7 +162,13 @@ def parameter_rows(settings=None) -> list[dict]:
             for name, default in RULE_PARAMETERS.items()]
 
 
+def site_choices(settings=None) -> dict:
+    """Rules this site switched off or lowered (configuration), which the figures reflect."""
+    return {"disabled": sorted(getattr(settings, "disabled_rules", None) or ()),
+            "lowered": dict(sorted((getattr(settings, "level_caps", None) or {}).items()))}
+
+
 def report_html(store, since: dt.date | None = None, settings=None) -> str:
     from ..registry import knowledge_version
     return render(collect(store, since), store_kind=getattr(store, "kind", "store"),
-                  knowledge=knowledge_version(), parameters=parameter_rows(settings))
+                  knowledge=knowledge_version(), parameters=parameter_rows(settings), site=site_choices(settings))

@@ -84,8 +84,11 @@ def test_bundle_is_valid_fhir_r4_and_every_code_is_in_its_value_set(bundle):
         fhir_model(requirement["type"])  # a resource type FHIR knows
 
 
-def test_one_plan_definition_per_rule_says_what_the_rule_does(bundle, client):
-    discovery = client.get("/cds-services").get_json()
+def test_one_plan_definition_per_rule_says_what_the_rule_does(bundle):
+    from cds_service.app import create_app
+    app = create_app({"db": ":memory:"})
+    discovery = app.test_client().get("/cds-services").get_json()
+    app.extensions["cds"].store.close()
     version = discovery["extension"]["radiculopathy-cds.knowledge"]["rules"]
     plans = of_type(bundle, "PlanDefinition")
     assert [p["identifier"][0]["value"] for p in plans] == [r.id for r in CATALOGUE]

@@ -300,3 +300,18 @@ def test_report_in_chromium_loads_nothing_from_the_network(tmp_path):
             browser.close()
     assert requests_made == []
     assert (ARTIFACTS / "governance-report.png").stat().st_size > 20_000
+
+
+def test_text_from_feedback_is_escaped_and_loads_nothing(make_app):
+    """Override reasons arrive from the EHR: a hostile display must not become markup."""
+    from cds_service.governance.report_html import report_html
+    app = make_app()
+    client = app.test_client()
+    infection = card_of(open_chart(client, "pv_back_pain_with_fever"), "red-flag.infection")
+    feedback(client, PV, infection, "overridden", {"system": "urn:ehr:reasons", "code": "ehr-own\"><b>",
+                                                   "display": "<img src='https://tracker.example/x.png'>"})
+    html = report_html(app.extensions["cds"].store)
+    page = ReportPage(html)
+    assert page.external == [] and page.scripts == 0 and "<img" not in html
+    assert page.rules["red-flag.infection"]["override_reasons"] == {'ehr-own"><b>': 1}
+    assert "&lt;img src=" in html  # shown as text, in the table and the chart

@@ -1,15 +1,16 @@
 """What the ledger says about each rule, read through `store.rows(sql)` (SQLite and PostgreSQL alike).
 
-Counts follow `Store.report()` exactly (cards per rule = distinct card uuids; accepted/overridden =
-distinct cards with that outcome; override reasons = feedback entries per coded reason), so the
-HTML report and `report --format json` agree. `since` keeps the cards shown on or after that date
-(ledger shown_at, UTC) with the feedback given on them; unmatched feedback is filtered on the time
-the service received it.
+Counts follow `Store.report()` exactly (cards per rule = distinct card uuids; overridden = distinct
+cards overridden; accepted = acceptances of a suggestion the rule proposed; override reasons =
+feedback entries per coded reason), so the HTML report and `report --format json` agree.
+`since` keeps the cards shown on or after that date (ledger shown_at, UTC) with the feedback given
+on them; unmatched feedback is filtered on the time the service received it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -115,11 +116,21 @@ def collect(store, since: dt.date | None = None) -> LedgerFigures:
     for rule, n in store.rows(f"SELECT c.rule_id, COUNT(DISTINCT c.card_uuid) FROM card_rule c{shown_in} "
                               "GROUP BY c.rule_id"):
         row(rule).shown = n
-    for rule, outcome, n in store.rows(
-            "SELECT c.rule_id, f.outcome, COUNT(DISTINCT f.card_uuid) FROM feedback f "
-            f"JOIN card_rule c ON c.card_uuid = f.card_uuid{shown_in} GROUP BY c.rule_id, f.outcome"):
-        if outcome in ("accepted", "overridden"):
-            setattr(row(rule), outcome, n)
+    for rule, n in store.rows(
+            "SELECT c.rule_id, COUNT(DISTINCT f.card_uuid) FROM feedback f JOIN card_rule c "
+            f"ON c.card_uuid = f.card_uuid WHERE f.outcome = 'overridden'{and_shown_in} GROUP BY c.rule_id"):
+        row(rule).overridden = n
+    # An accepted suggestion counts for every rule that proposed it and for no other rule of the
+    # card; each acceptance (card, time) once.
+    accepted: dict[str, set] = defaultdict(set)
+    for rule, proposed, card, when, chosen in store.rows(
+            "SELECT c.rule_id, c.suggestion_uuids, f.card_uuid, f.outcome_timestamp, f.accepted_suggestions "
+            "FROM feedback f JOIN card_rule c ON c.card_uuid = f.card_uuid WHERE f.outcome = 'accepted'"
+            f"{and_shown_in}"):
+        if set(json.loads(chosen or "[]")) & set(json.loads(proposed or "[]")):
+            accepted[rule].add((card, when))
+    for rule, events in accepted.items():
+        row(rule).accepted = len(events)
     stored_display: dict[str, str] = {}
     for rule, code, display, n in store.rows(
             "SELECT c.rule_id, f.override_code, MAX(f.override_display), COUNT(*) FROM feedback f "

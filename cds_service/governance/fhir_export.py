@@ -114,7 +114,9 @@ def value_set(name: str, systems: dict[str, list[tuple[str, str, str]]], base: s
         "version": version, "name": computable_name(name), "title": words[:1].upper() + words[1:],
         "status": "active", "publisher": PUBLISHER,
         "description": f"The codes this service classifies as `{name}` ({' and '.join(kinds)} codes), as its "
-                       "terminology files list them.",
+                       "terminology files list them."
+                       + (" A medication without an RxNorm code is also recognised by its drug name."
+                          if "drug class" in kinds else ""),
         "compose": {"include": [inc for system in sorted(systems) for inc in _include(system, systems[system])]},
     }
 

@@ -111,6 +111,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .store import Store
 
+    if args.format != "html" and (args.since or args.output):
+        print("cds-service: --since and --output apply to --format html", file=sys.stderr)
+        return 2
+    if args.since and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.since):
+        print("cds-service: --since must be a date (YYYY-MM-DD)", file=sys.stderr)
+        return 2
     settings = load_settings()
     if _missing_sqlite_ledger(settings.db):
         # Opening it would create an empty database and print an empty report as if nothing was shown.
@@ -118,6 +124,8 @@ def _report(args: argparse.Namespace) -> int:
               f"service's database)", file=sys.stderr)
         return 1
     store = Store(settings.db, schema=settings.raw.get("db_schema"))
+    if args.format == "html":
+        return _report_html(args, store, settings)
     rows = store.report()
     unmatched = store.unmatched_feedback()
     store.close()
@@ -149,6 +157,31 @@ RULE_SECTIONS = {
     "second_line": "Second-line drugs",
     "opioid": "Opioids",
 }
+
+
+def _report_html(args: argparse.Namespace, store, settings) -> int:
+    import datetime as dt
+
+    from .governance.report_html import report_html
+    try:
+        since = dt.date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        store.close()
+        print("cds-service: --since must be a date (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    try:
+        html = report_html(store, since, settings)
+    finally:
+        store.close()
+    if not args.output:
+        print(html)
+        return 0
+    try:
+        Path(args.output).write_text(html, encoding="utf-8")
+    except OSError as exc:
+        print(f"cds-service: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def rule_rows() -> list[dict]:
@@ -195,6 +228,10 @@ def _cell(text: str) -> str:
 
 
 def _rules(args: argparse.Namespace) -> int:
+    if args.format == "fhir":
+        from .governance.fhir_export import export_bundle
+        print(json.dumps(export_bundle(load_settings()), indent=2, ensure_ascii=False))
+        return 0
     rows = rule_rows()
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -228,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     ev.set_defaults(func=_evaluate)
 
     rep = sub.add_parser("report", help="per rule: cards shown, accepted, overridden")
-    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.add_argument("--format", choices=("table", "json", "html"), default="table")
+    rep.add_argument("--since", metavar="DATE", help="html: cards shown on or after DATE (YYYY-MM-DD, UTC)")
+    rep.add_argument("--output", metavar="FILE", help="html: write the report to FILE (default: standard output)")
     rep.set_defaults(func=_report)
 
     rules = sub.add_parser("rules", help="every rule: id, hooks, trigger, levels, suggestions, sources")
-    rules.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    rules.add_argument("--format", choices=("table", "json", "markdown", "fhir"), default="table",
+                       help="fhir: a FHIR R4 Bundle of PlanDefinitions, ValueSets and a Library")
     rules.set_defaults(func=_rules)
 
     args = parser.parse_args(argv)

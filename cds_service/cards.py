@@ -250,8 +250,12 @@ def _card(g: _Group, items, notes: list[str]) -> BuiltCard:
     return BuiltCard(card, rule_ids, {r: by_rule.get(r, []) for r in rule_ids})
 
 
-def build_cards(findings: list[Finding], f: Facts, hook: str, *, merge: bool,
-                evidence_alone: bool = False) -> list[BuiltCard]:
+def build_cards(findings: list[Finding], f: Facts, hook: str, *, merge: bool, evidence_alone: bool = False,
+                evidence_notes: bool = True) -> list[BuiltCard]:
+    """`hook` is the catalogue hook whose card rules apply; `evidence_notes` False (order-sign) leaves
+    evidence-only notes out altogether."""
+    if not evidence_notes:
+        findings = [x for x in findings if not x.rule.evidence_only]
     groups = _groups(findings, f, hook, merge=merge, evidence_alone=evidence_alone)
     taken: dict[str, tuple] = {}  # suggestion key → (the card's group, the suggestion it offers)
     notes: dict[int, list[str]] = {}

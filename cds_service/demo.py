@@ -13,6 +13,8 @@ import markdown
 from flask import Blueprint, Flask, abort, current_app, render_template_string
 from markupsafe import Markup
 
+from .registry import SERVICES
+
 bp = Blueprint("demo", __name__)
 
 PAGE = """<!doctype html>
@@ -114,7 +116,7 @@ def scenario(name: str):
     if chosen is None:
         abort(404)
     hook = chosen["body"].get("hook")
-    service = "radiculopathy-order-select" if hook == "order-select" else "radiculopathy-patient-view"
+    service = next((s.id for s in SERVICES.values() if s.hook == hook), "radiculopathy-patient-view")
     # The same pipeline as an EHR's call: through the service endpoint itself (of the viewer app).
     response = _viewer().test_client().post(f"/cds-services/{service}", json=chosen["body"])
     payload = response.get_json() or {}

@@ -191,12 +191,14 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
             getattr(record, target).append(resource)
 
     # Draft orders first, so a draft that also arrives through prefetch counts once, as the draft.
-    if request.get("hook") == "order-select":
-        drafts = context.get("draftOrders")
-        if isinstance(drafts, dict):
-            for resource in _resources(drafts):
-                add(resource, is_draft=True)
-        record.selections = [s for s in context.get("selections") or [] if isinstance(s, str)]
+    # order-select names its selections; at order-sign every draft is being signed.
+    drafts = context.get("draftOrders")
+    if isinstance(drafts, dict):
+        for resource in _resources(drafts):
+            add(resource, is_draft=True)
+        selections = context.get("selections")
+        record.selections = ([s for s in selections if isinstance(s, str)] if isinstance(selections, list) else
+                             [f"{r.get('resourceType')}/{r.get('id')}" for r in record.draft_orders])
     for key in prefetch_templates:
         value = values.get(key)
         if isinstance(value, dict):

@@ -13,6 +13,7 @@ from .engine import evaluate
 from .facts import LOINC_EGFR, LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, LOINC_TEMPERATURE, build_facts
 from .fhir_client import FhirClient
 from .record import PatientRecord, load_record
+from .rules import OS, PV
 
 OBSERVATION_CODES = ",".join(f"http://loinc.org|{c}" for c in
                              (*LOINC_EGFR, LOINC_TEMPERATURE, *LOINC_PAIN, LOINC_STARTBACK, *LOINC_PEG))
@@ -41,11 +42,31 @@ USAGE = ("Prefetch keys: " + ", ".join(PREFETCH) + ". Patient, Condition, Medica
 
 
 @dataclass(frozen=True)
+class HookProfile:
+    """How one hook differs from the others: the one place hooks differ.
+
+    `rules` names the catalogue hook whose rules apply (order-sign runs the order rules, with every
+    draft being signed as a selected order); `evidence_notes` says whether evidence-only notes may
+    be shown (never at signing, when the decision is made)."""
+    hook: str
+    rules: str
+    evidence_notes: bool = True
+
+
+PROFILES = {p.hook: p for p in (HookProfile("patient-view", PV), HookProfile("order-select", OS),
+                                HookProfile("order-sign", OS, evidence_notes=False))}
+
+
+@dataclass(frozen=True)
 class Service:
     id: str
     hook: str
     title: str
     description: str
+
+    @property
+    def profile(self) -> HookProfile:
+        return PROFILES[self.hook]
 
     def discovery(self) -> dict:
         return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
@@ -64,6 +85,11 @@ SERVICES = {
                 "When an opioid, NSAID, muscle relaxant, gabapentinoid, antidepressant or spine imaging order "
                 "is selected for a patient with back pain: interactions, renal, hepatic and age cautions, "
                 "MME/day, early-imaging advice, with one-click alternatives."),
+        Service("radiculopathy-order-sign", "order-sign",
+                "Back pain with radiculopathy: order safety at signing",
+                "When orders are signed for a patient with back pain: the order-select checks applied to every "
+                "draft medication and spine imaging order being signed, pairs among the drafts included (an "
+                "opioid, a benzodiazepine and a muscle relaxant together), one card per order."),
     )
 }
 
@@ -83,8 +109,9 @@ def evaluate_request(service: Service, request: dict, settings: Settings, client
     required = frozenset(settings.raw.get("prefetch", {}).get("required", REQUIRED))
     record = load_record(request=request, prefetch_templates=PREFETCH, required=required, client=client,
                          fhir_settings=settings.fhir)
-    facts = build_facts(record, terminology.load(), today=today, params=settings.params, hook=service.hook)
-    findings = evaluate(facts, service.hook, settings)
-    cards = build_cards(findings, facts, service.hook, merge=settings.merge_info,
-                        evidence_alone=settings.evidence_alone)
+    profile = service.profile
+    facts = build_facts(record, terminology.load(), today=today, params=settings.params, hook=profile.rules)
+    findings = evaluate(facts, profile.rules, settings)
+    cards = build_cards(findings, facts, profile.rules, merge=settings.merge_info,
+                        evidence_alone=settings.evidence_alone, evidence_notes=profile.evidence_notes)
     return Evaluation(record, cards)

@@ -12,7 +12,7 @@ from importlib import resources
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-SCHEMAS = ("common.defs", "patient-view.schema", "order-select.schema", "service-response.schema",
+SCHEMAS = ("common.defs", "patient-view.schema", "order-select.schema", "order-sign.schema", "service-response.schema",
            "feedback.schema", "discovery-response.schema")
 
 

@@ -34,6 +34,7 @@ SYNTHEA = DATA / "synthea"
 HOOKS = ROOT / "hooks"
 PV = "/cds-services/radiculopathy-patient-view"
 OS = "/cds-services/radiculopathy-order-select"
+SIGN = "/cds-services/radiculopathy-order-sign"
 
 # Local test HTTP servers check for shutdown every 50 ms (the default 0.5 s made each teardown slow).
 POLL_INTERVAL = 0.05
@@ -166,7 +167,7 @@ def post(client, path: str, body: dict):
 
 def cards_for(client, body_or_name, path: str | None = None) -> list[dict]:
     body = load_fixture(body_or_name) if isinstance(body_or_name, str) else body_or_name
-    path = path or (OS if body.get("hook") == "order-select" else PV)
+    path = path or {"order-select": OS, "order-sign": SIGN}.get(body.get("hook"), PV)
     response = post(client, path, body)
     assert response.status_code == 200, response.get_json()
     return check_response(response.get_json())["cards"]

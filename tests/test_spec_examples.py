@@ -65,14 +65,11 @@ def test_spec_hook_contexts_never_crash(client, fhir_server, path):
     assert response.get_json() == {"cards": []}  # nothing on record: nothing to say
 
 
-def test_order_sign_request_is_answered_by_the_order_sign_service_if_there_is_one(client, fhir_server):
+def test_order_sign_request_is_answered_by_the_order_sign_service(client, fhir_server):
     """order-sign carries order-select's context without `selections`."""
     body = json.loads((CONFORMANCE / "requests" / "order-sign-r4.json").read_text())
     services = {s["hook"]: s["id"] for s in client.get("/cds-services").get_json()["services"]}
-    if "order-sign" not in services:
-        response = post(client, "/cds-services/radiculopathy-order-sign", body)
-        assert response.status_code == 404 and response.get_json()["resourceType"] == "OperationOutcome"
-        return
+    assert services["order-sign"] == "radiculopathy-order-sign"
     body["fhirServer"] = fhir_server([PATIENT]).base
     response = post(client, f"/cds-services/{services['order-sign']}", body)
     assert response.status_code == 200, response.get_data(as_text=True)

@@ -322,3 +322,37 @@ def test_an_orderable_that_is_not_valid_fhir_stops_the_start(monkeypatch):
     monkeypatch.setattr(knowledge, "orderables", lambda: broken)
     with pytest.raises(orders.OrderableError, match="services.esr"):
         create_app({"db": ":memory:"})
+
+
+# -- feedback is credited to the rule that proposed what was accepted ---------------------------------
+def _report(app):
+    return {r["rule"]: r for r in app.extensions["cds"].store.report()}
+
+
+def test_accepting_a_care_plan_suggestion_credits_only_the_rule_that_proposed_it(app, client):
+    plan, = cards_for(client, "pv_lumbar_radiculopathy_6_weeks")
+    assert set(plan["extension"]["radiculopathy-cds.rules"]) == {
+        "imaging.persistent-radiculopathy", "nonpharm.therapy", "monitoring.reevaluate"}
+    pt = next(s for s in plan["suggestions"] if s["label"] == "Referral to physical therapy (exercise therapy)")
+    for minute in range(3):  # three accept events
+        post(client, PV + "/feedback", {"feedback": [{"card": plan["uuid"], "outcome": "accepted",
+              "outcomeTimestamp": f"2026-03-01T10:0{minute}:00Z", "acceptedSuggestions": [{"id": pt["uuid"]}]}]})
+    rows = _report(app)
+    assert rows["nonpharm.therapy"]["accepted"] == 3
+    assert rows["monitoring.reevaluate"]["accepted"] == 0 and rows["imaging.persistent-radiculopathy"]["accepted"] == 0
+    assert sum(r["accepted"] for r in rows.values()) == 3  # 3 accept events, 3 acceptances reported
+
+
+def test_a_merged_suggestion_counts_for_every_rule_that_proposed_it_and_an_override_for_all(app, client):
+    card, = cards_for(client, "os_naproxen_older_adult_ckd3_ssri_prior_mi")
+    replace = next(s for s in card["suggestions"] if len(s["actions"]) == 2)  # naproxen → acetaminophen
+    post(client, OS + "/feedback", {"feedback": [{"card": card["uuid"], "outcome": "accepted",
+          "outcomeTimestamp": "2026-03-01T10:00:00Z", "acceptedSuggestions": [{"id": replace["uuid"]}]}]})
+    rows = _report(app)
+    assert rows["nsaid.renal"]["accepted"] == 1 and rows["nsaid.older-adult"]["accepted"] == 1
+    assert rows["nsaid.cardiovascular"]["accepted"] == 0  # it proposed no acetaminophen
+    other, = cards_for(client, "os_naproxen_older_adult_ckd3_ssri_prior_mi")
+    post(client, OS + "/feedback", {"feedback": [{"card": other["uuid"], "outcome": "overridden",
+          "outcomeTimestamp": "2026-03-01T10:05:00Z", "overrideReason": {"reason": other["overrideReasons"][0]}}]})
+    rows = _report(app)
+    assert all(rows[r]["overridden"] == 1 for r in other["extension"]["radiculopathy-cds.rules"])

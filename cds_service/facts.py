@@ -287,12 +287,31 @@ class Facts:
     unreadable_labs: list[tuple[str, str]]  # (LOINC code, description) of results that could not be read
     unavailable: dict[str, str]
     what_if: bool = False  # a copy made to check a suggested drug as if it were ordered
+    terminology: Terminology | None = None  # the code lists these facts were classified with
 
     def as_if_ordered(self, ordered: list["Drug"], also_current: list["Drug"] = ()) -> "Facts":
         """These facts with `ordered` as the selected orders of an order-select call (and
         `also_current` taken as current): how a suggested drug is checked against every rule."""
         return replace(self, hook="order-select", selected=list(ordered), selected_imaging=[],
                        current=self.current + list(also_current), what_if=True)
+
+    # -- opioid figures (computed once per evaluation; the rules only read them) ------------------
+    @cached_property
+    def mme_total(self):
+        """MME/day over every current and draft opioid order, selected or not."""
+        from . import mme  # noqa: PLC0415 (mme reads Drug from this module)
+        return mme.total_mme(self.terminology, self.current_of("opioid") + self.selected_of("opioid"))
+
+    @cached_property
+    def opioid_tolerance(self):
+        """Opioid tolerance by the FDA thresholds, from the current (not stale, not MOUD) opioids."""
+        from . import mme  # noqa: PLC0415
+        return mme.tolerance(self.terminology, self.current, self.record_drugs, self.today)
+
+    def product_strength(self, drug: "Drug", ingredient: str) -> tuple[float, str] | None:
+        """(strength, unit) of one ingredient per unit of the product (OMTK, else the drug name)."""
+        from . import mme  # noqa: PLC0415
+        return mme.product_strength(self.terminology, drug, ingredient)
     # Conditions of HISTORY_SETS at any clinical status (resolved, inactive, remission), not refuted.
     history_conditions: list[ConditionFact] = field(default_factory=list)
 
@@ -1004,7 +1023,8 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
     return Facts(today=today, params=params, hook=hook, patient_id=record.patient_id, birth_date=birth,
                  conditions=conditions, current=current, selected=selected, record_drugs=record_drugs,
                  procedures=procedures, selected_imaging=selected_imaging, labs=labs,
-                 unreadable_labs=unreadable, unavailable=dict(record.unavailable), history_conditions=history)
+                 unreadable_labs=unreadable, unavailable=dict(record.unavailable), history_conditions=history,
+                 terminology=T)
 
 
 MOUD_INJECTION_DAYS = 30  # RULES.md §1: an extended-release naltrexone/buprenorphine injection lasts a month

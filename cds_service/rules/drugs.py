@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .. import orders
 from ..facts import Drug, Facts
-from . import PV, Finding, bullets, ctx, detail
+from . import PV, Finding, ctx, detail
 from .suggest import liver_risk
 
 

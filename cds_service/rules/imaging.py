@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import orders
 from ..facts import LOINC_PAIN, Facts
-from . import OS, PV, Finding, bullets, ctx, detail, rule
+from . import OS, PV, Finding, ctx, detail, rule
 from .common import (bp_text, imaging, regions_text, surgery_referral, surgery_referral_on_record, thoracic_note,
                      thoracic_pain_explained_by)
 
@@ -89,12 +89,13 @@ def persistent_radiculopathy(f: Facts, found: dict) -> Finding | None:
     return Finding(
         "info",
         f"Radiculopathy for {days // 7} weeks: MRI {regions_text(f)} spine if intervention is considered",
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** MRI of the {regions_text(f)} spine without contrast "
-        + ("(without and with contrast after spine surgery) " if surgery else "")
-        + f"when symptoms persist and the patient is a candidate for injection or surgery. If MRI is "
-        f"contraindicated: {ct}. The seed guidance uses 4 weeks; ACR 2021 asks for 6 weeks of optimal "
-        f"management first.{thoracic_note(f)}\n\n**Evidence:** ACR 2021 'usually appropriate' for persistent "
-        "radiculopathy in surgical or intervention candidates; NASS: MRI is the study of choice.",
+        detail(facts, f"MRI of the {regions_text(f)} spine without contrast "
+               + ("(without and with contrast after spine surgery) " if surgery else "")
+               + f"when symptoms persist and the patient is a candidate for injection or surgery. If MRI is "
+               f"contraindicated: {ct}. The seed guidance uses {f.params['PERSISTENT_WEEKS']:g} weeks; ACR 2021 asks "
+               f"for 6 weeks of optimal management first.{thoracic_note(f)}",
+               "ACR Appropriateness Criteria (2021): 'usually appropriate' for persistent radiculopathy in surgical "
+               "or intervention candidates; NASS: MRI is the study of choice."),
         suggestions,
     )
 
@@ -108,7 +109,7 @@ def epidural_referral(f: Facts, found: dict) -> Finding | None:
     days = f.days_since_onset(f.radic_conditions)
     if not f.has_radic or days is None or days < f.params["PERSISTENT_WEEKS"] * 7:
         return None
-    tried = f.on_record(*CONSERVATIVE_CLASSES, since=f.onset_date)
+    tried = [d for d in f.on_record(*CONSERVATIVE_CLASSES, since=f.onset_date) if not d.moud]  # MOUD is no pain trial
     therapies = f.procedures_in("nonpharm_procedures", since=f.onset_date)
     if not tried and not therapies:
         return None
@@ -124,11 +125,11 @@ def epidural_referral(f: Facts, found: dict) -> Finding | None:
     return Finding(
         "info",
         f"Radicular pain {days // 7} weeks despite treatment: consider epidural steroid injection referral",
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** for persistent lumbar radicular pain, a "
-        "transforaminal epidural steroid injection with a non-particulate steroid (dexamethasone) gives "
-        "short-term relief. Transforaminal injection at T8–L2 carries a rare risk of spinal cord infarction "
-        f"(FDA 2014).{thoracic}{hold}\n\n**Evidence:** moderate evidence for short-term benefit (NASS); NICE "
-        "NG59 considers epidurals for acute, severe sciatica.",
+        detail(facts, "for persistent lumbar radicular pain, a transforaminal epidural steroid injection with a "
+               "non-particulate steroid (dexamethasone) gives short-term relief. Transforaminal injection at T8–L2 "
+               f"carries a rare risk of spinal cord infarction (FDA 2014).{thoracic}{hold}",
+               "NASS guideline: moderate evidence for short-term benefit; NICE NG59 considers epidurals for acute, "
+               "severe sciatica."),
         [orders.order_service("epidural_referral", ctx(f))],
     )
 

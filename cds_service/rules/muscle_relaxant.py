@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import orders
 from ..facts import Facts
-from . import OS, PV, Finding, bullets, ctx, rule
+from . import OS, PV, Finding, ctx, detail, rule
 from .drugs import drug_finding, drug_line, fix_suggestions, pairs, review_note, subjects
 
 RELAXANT = ("skeletal_muscle_relaxant",)
@@ -59,9 +59,9 @@ def hepatic(f: Facts, found: dict) -> Finding | None:
         if d.selected and strength and strength > 5 and not f.older_adult:
             extra.append(orders.replace_draft(d.ref, d.name, "cyclobenzaprine_5", ctx(f), recommended=True))
     return Finding("warning", "Cyclobenzaprine with liver disease: start at 5 mg and titrate slowly",
-                   f"**Why:**\n{bullets(why)}\n\n**Recommendation:** in mild hepatic impairment start with 5 mg and "
-                   f"increase slowly; avoid if impairment is moderate or severe.{review_note(drugs)}\n\n"
-                   "**Evidence:** FDA label.", extra + fix_suggestions(f, drugs), "at-most-one")
+                   detail(why, "in mild hepatic impairment start with 5 mg and increase slowly; avoid if impairment "
+                          "is moderate or severe.", "FDA label: cyclobenzaprine.", review_note(drugs)),
+                   extra + fix_suggestions(f, drugs), "at-most-one")
 
 
 @rule("muscle-relaxant.renal", title="Baclofen with reduced kidney function", hooks=(PV, OS),
@@ -86,9 +86,9 @@ def sedation(f: Facts, found: dict) -> Finding | None:
     if not drugs:
         return None
     return Finding("info", "Muscle relaxant: drowsiness — no driving or machinery until effects are known, no alcohol",
-                   f"**Why:**\n{bullets([drug_line(d) for d in drugs])}\n\n**Recommendation:** counsel the "
-                   "patient; short courses only (2–3 weeks).\n\n**Evidence:** ACP 2017: small short-term benefit "
-                   "for acute low back pain, with more adverse effects.")
+                   detail([drug_line(d) for d in drugs], "counsel the patient; short courses only (2–3 weeks).",
+                          "ACP low back pain guideline (2017): small short-term benefit for acute low back pain, with "
+                          "more adverse effects."))
 
 
 @rule("muscle-relaxant.cns-depressants", title="Muscle relaxant with other CNS depressants", hooks=(PV, OS),

@@ -23,7 +23,7 @@ Choices where RULES.md is silent (a clinical pharmacist's reading):
 
 from __future__ import annotations
 
-from .. import mme, orders, terminology
+from .. import mme, orders
 from ..dosing import supply_days
 from ..facts import Drug, Facts
 from . import OS, PV, Finding, ctx, rule
@@ -38,20 +38,12 @@ RECENT_DAYS = 90  # opioid.third-line: "on record in 90 days"
 
 
 def total(f: Facts) -> mme.MmeTotal:
-    """MME/day over every current and draft opioid order, selected or not (memoised per evaluation)."""
-    cached = f.__dict__.get("_mme_total")
-    if cached is None:
-        drugs = f.current_of(*OPIOID) + f.selected_of(*OPIOID)
-        cached = f.__dict__["_mme_total"] = mme.total_mme(terminology.load(), drugs)
-    return cached
+    """MME/day over every current and draft opioid order, selected or not (computed once, in facts)."""
+    return f.mme_total
 
 
 def tolerance(f: Facts) -> mme.Tolerance:
-    cached = f.__dict__.get("_opioid_tolerance")
-    if cached is None:
-        cached = f.__dict__["_opioid_tolerance"] = mme.tolerance(terminology.load(), f.current, f.record_drugs,
-                                                                 f.today)
-    return cached
+    return f.opioid_tolerance
 
 
 def _pain_subjects(f: Facts) -> list[Drug]:
@@ -299,7 +291,7 @@ def serotonergic(f: Facts, found: dict) -> Finding | None:
 
 def _dose_mg(f: Facts, drug: Drug, ingredient: str) -> tuple[float | None, float | None, float | None]:
     """(mg per unit, mg per dose, mg per day) of one ingredient; the dose is at least one unit."""
-    strength = mme.product_strength(terminology.load(), drug, ingredient)
+    strength = f.product_strength(drug, ingredient)
     unit_mg = strength[0] if strength and strength[1] == "MG" else None
     daily = drug.daily
     per_dose = None
@@ -314,10 +306,10 @@ def _dose_mg(f: Facts, drug: Drug, ingredient: str) -> tuple[float | None, float
     return unit_mg, per_dose, per_day
 
 
-def _short_name(drug: Drug) -> str:
+def _short_name(f: Facts, drug: Drug) -> str:
     """'Oxycodone ER 60 mg', 'Fentanyl patch 25 mcg/h' for a summary line."""
     ingredient = next((i.name for i in drug.ingredients if i.drug_class == "opioid"), drug.name)
-    strength = mme.product_strength(terminology.load(), drug, ingredient)
+    strength = f.product_strength(drug, ingredient)
     if drug.route == "transdermal_system":
         dose = f" {strength[0] * 1000:g} mcg/h" if strength and strength[1] == "MG/HR" else ""
         return f"{ingredient.capitalize()} patch{dose}"
@@ -374,7 +366,7 @@ def extended_release(f: Facts, found: dict) -> Finding | None:
     critical = [d for d in drugs if restricted[d.ref]]
     if critical:
         why = [f"{_line(d)} — {restricted[d.ref]}" for d in critical] + [f"Not opioid tolerant: {tol.text}"]
-        return _finding(f, "critical", f"{_short_name(critical[0])} for a patient who is not opioid tolerant: "
+        return _finding(f, "critical", f"{_short_name(f, critical[0])} for a patient who is not opioid tolerant: "
                         "contraindicated — remove",
                         why, "this product, strength or dose can cause fatal respiratory depression in a patient who "
                         "is not opioid tolerant. Remove it; if an opioid is needed, start with immediate-release at "

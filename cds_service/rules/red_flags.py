@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import orders
 from ..facts import LOINC_TEMPERATURE, Facts, unique
-from . import OS, PV, Finding, bullets, ctx, detail, rule
+from . import OS, PV, Finding, ctx, detail, rule
 from .common import (bp_text, explained_text, imaging, imaging_on_record, regions_text, surgery_referral,
                      thoracic_pain_explained_by)
 
@@ -35,10 +35,9 @@ def cauda_equina(f: Facts, found: dict) -> Finding | None:
     return Finding(
         "critical",
         "Possible cauda equina syndrome: emergency MRI and same-day spine surgery review",
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** treat as an emergency — check saddle sensation, "
-        "bladder (post-void residual) and anal tone; emergency MRI and same-day spine surgery assessment. "
-        "Delay worsens bladder, bowel and sexual outcomes.\n\n**Evidence:** consensus red flag (NICE NG59, "
-        "ACR Appropriateness Criteria: MRI 'usually appropriate').",
+        detail(facts, "treat as an emergency — check saddle sensation, bladder (post-void residual) and anal tone; "
+               "emergency MRI and same-day spine surgery assessment. Delay worsens bladder, bowel and sexual "
+               "outcomes.", "NICE NG59: consensus red flag; ACR Appropriateness Criteria: MRI 'usually appropriate'."),
         imaging(f, "mri_wo", regions=("lumbar",) if f.region == "lumbar" else None, priority="stat",
                 within_days=1) + surgery_referral(f, priority="stat", same_day=True),
     )
@@ -190,17 +189,16 @@ def neuro_deficit(f: Facts, found: dict) -> Finding | None:
     if critical:
         return Finding(
             "critical", "Cord compression or myelopathy with back pain: emergency MRI and same-day surgical review",
-            f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** emergency MRI and same-day spine surgery "
-            "assessment; do not wait for conservative treatment.\n\n**Evidence:** ACR Appropriateness Criteria "
-            "(2021) and NICE NG59: consensus red flag.",
+            detail(facts, "emergency MRI and same-day spine surgery assessment; do not wait for conservative "
+                   "treatment.", "ACR Appropriateness Criteria (2021) and NICE NG59: consensus red flag."),
             imaging(f, "mri_wo", priority="stat", within_days=1) + surgery_referral(f, priority="stat", same_day=True),
         )
     return Finding(
         "warning", "New motor deficit with back pain: MRI and spine surgery referral",
-        f"**Why:**\n{bullets(facts)}\n\n**Recommendation:** a new or progressive motor deficit (foot drop, "
-        f"weakness) calls for MRI of the {regions_text(f)} spine and a spine surgery opinion.\n\n"
-        "**Evidence:** ACR Appropriateness Criteria (2021) and NICE NG59: consensus red flag; early decompression "
-        "may improve motor recovery (NASS).",
+        detail(facts, f"a new or progressive motor deficit (foot drop, weakness) calls for MRI of the "
+               f"{regions_text(f)} spine and a spine surgery opinion.",
+               "ACR Appropriateness Criteria (2021) and NICE NG59: consensus red flag; early decompression may "
+               "improve motor recovery (NASS)."),
         imaging(f, "mri_wo", priority="urgent") + surgery_referral(f, priority="urgent"),
         urgent=True,
     )

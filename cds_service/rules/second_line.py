@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..facts import Facts
 from .. import orders
-from . import OS, PV, Finding, bullets, ctx, detail, rule
+from . import OS, PV, Finding, ctx, detail, rule
 from .drugs import drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
 
 GABAPENTINOID = ("gabapentinoid",)
@@ -130,10 +130,10 @@ def evidence(f: Facts, found: dict) -> Finding | None:
     if not drugs or not f.has_radic:
         return None
     return Finding("info", "Gabapentinoids for sciatica: little benefit; NICE advises against",
-                   f"**Why:**\n{bullets([drug_line(d) for d in drugs] + [c.label for c in f.radic_conditions])}\n\n"
-                   "**Recommendation:** trials show little or no benefit of gabapentin or pregabalin for sciatica, with "
-                   "dizziness and somnolence; NICE NG59 says do not offer them for sciatica. The seed guidance "
-                   "credits a small short-term benefit.\n\n**Evidence:** NICE NG59; Jensen 2019.")
+                   detail([drug_line(d) for d in drugs] + [c.label for c in f.radic_conditions],
+                          "trials show little or no benefit of gabapentin or pregabalin for sciatica, with dizziness "
+                          "and somnolence; NICE NG59 says do not offer them for sciatica. The seed guidance credits a "
+                          "small short-term benefit.", "NICE NG59; Jensen 2019."))
 
 
 @rule("duloxetine.cautions", title="Duloxetine cautions", hooks=(PV, OS), sources=("FDA-DULOXETINE", "BEERS2023"),

@@ -33,6 +33,7 @@ OPIOID = ("opioid",)
 SEROTONERGIC_OPIOIDS = ("tramadol", "tapentadol", "meperidine", "methadone")
 NON_OPIOID_TREATMENT = ("nsaid", "nsaid_non_systemic", "skeletal_muscle_relaxant", "acetaminophen", "gabapentinoid",
                         "tca")
+NALOXONE_MME = 50  # CDC 2022: offer naloxone from 50 MME/day (a guideline number, not a site parameter)
 NALOXONE_WINDOW_DAYS = 730  # RULES.md §1 "Naloxone on record": within 2 years
 RECENT_DAYS = 90  # opioid.third-line: "on record in 90 days"
 
@@ -193,7 +194,7 @@ def dose(f: Facts, found: dict) -> Finding | None:
 
 
 @rule("opioid.naloxone", title="Offer naloxone", hooks=(PV, OS), sources=("CDC2022",),
-      trigger="an opioid (MOUD included) and no naloxone on record in 2 years, with MME ≥ MME_WARN, a benzodiazepine, "
+      trigger="an opioid (MOUD included) and no naloxone on record in 2 years, with MME ≥ 50, a benzodiazepine, "
               "a gabapentinoid, substance use or an overdose history (any status and date), or MOUD",
       levels=("warning",), suggests="naloxone 4 mg nasal spray")
 def naloxone(f: Facts, found: dict) -> Finding | None:
@@ -207,7 +208,7 @@ def naloxone(f: Facts, found: dict) -> Finding | None:
         return None
     reasons = []
     t = total(f)
-    if t.total >= f.params["MME_WARN"]:
+    if t.total >= NALOXONE_MME:
         reasons.append(t.shown)
     reasons += [f"with {p.other.name}" for p in partners]
     active = {id(c) for c in f.conditions}

@@ -26,7 +26,7 @@ from __future__ import annotations
 from .. import mme, orders
 from ..dosing import supply_days
 from ..facts import Drug, Facts
-from . import OS, PV, Finding, ctx, rule
+from . import OS, PV, Finding, ctx, rule, suggest
 from .drugs import changed_draft, drug_detail, drug_line, limit_supply, pairs, subjects, units_per_day
 
 OPIOID = ("opioid",)
@@ -84,9 +84,6 @@ def _line(d: Drug) -> str:
     if d.moud:
         line += (f" — treated as medication for opioid use disorder ({d.moud_reason})" if d.moud_reason else
                  " — medication for opioid use disorder")
-    if d.possibly_stale and d.listed_since:
-        line += (f" — on the medication list since {d.listed_since.year}, not renewed since: confirm the patient "
-                 "still takes it")
     return line
 
 
@@ -148,23 +145,30 @@ def third_line(f: Facts, found: dict) -> Finding | None:
         return None
     stale = [d for d in f.current if d.possibly_stale and (is_treatment(d) or d.pain_opioid)]
     moud = _moud_agonists(f)
+    found_text = ("older list entries only, not renewed (confirm them with the patient)" if stale else "none")
     looked = ("Looked for: a current or recent (90 days) opioid other than MOUD; and an NSAID, muscle relaxant, "
               "acetaminophen, gabapentinoid, duloxetine, TCA or non-drug therapy, current or on record in the last "
-              "90 days. Found: none")
+              f"90 days. Found: {found_text}")
     why = [_line(d) for d in drugs] + [looked]
     why += [f"not counted: {_line(d)}" for d in stale]
     why += [f"not counted as being on opioids: {_line(d)}" for d in moud]
     suggestions = []
     if f.nsaid_allowed:
         keys = ["naproxen_500", "pantoprazole_40"] if f.nsaid_needs_ppi else ["naproxen_500"]
-        suggestions += [orders.replace_draft(d.ref, d.name, keys, ctx(f), recommended=True) for d in drugs]
-        choice = "Naproxen" + (" with pantoprazole" if f.nsaid_needs_ppi else "") + " instead."
+        why_not = suggest.label_problem(f, keys[0]) or suggest.warning_for(f, keys)  # suggest, then warn, never
+        if why_not:
+            choice = f"Naproxen not suggested: {why_not[0].lower()}{why_not[1:]}."
+        else:
+            suggestions += [orders.replace_draft(d.ref, d.name, keys, ctx(f), recommended=True) for d in drugs]
+            choice = "Naproxen" + (" with pantoprazole" if f.nsaid_needs_ppi else "") + " instead."
     else:
         choice = ("An NSAID is not suggested: " + "; ".join(f.nsaid_contraindications or
                   ["kidney function could not be checked"]) + ".")
     if not f.procedures_in("nonpharm_procedures", since=f.onset_date):
         suggestions.append(orders.order_service("physical_therapy", ctx(f), recommended=not suggestions))
-    return _finding(f, "warning", "Opioid as first treatment for back pain: try non-opioid options first", why,
+    summary = ("Opioid with no confirmed non-opioid treatment: confirm the medication list, try non-opioid options"
+               if stale else "Opioid as first treatment for back pain: try non-opioid options first")
+    return _finding(f, "warning", summary, why,
                     f"non-opioid therapies are preferred for acute, subacute and chronic low back pain; opioids only "
                     f"when benefits outweigh risks, at the lowest dose. {choice}",
                     "CDC 2022 recommendations 1–2; ACP 2017.", suggestions, drugs, drugs, selection="any")

@@ -109,7 +109,7 @@ def _report(args: argparse.Namespace) -> int:
     from .store import Store
 
     settings = load_settings()
-    store = Store(settings.db, schema=settings.raw.get("db_schema"))
+    store = Store(settings.db, schema=settings.db_schema)
     rows = store.report()
     unmatched = store.unmatched_feedback()
     store.close()

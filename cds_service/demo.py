@@ -56,7 +56,7 @@ PAGE = """<!doctype html>
 
 
 def _fixtures() -> list[dict]:
-    folder = Path(current_app.extensions["cds"].settings.raw["demo_fixtures"])
+    folder = Path(current_app.extensions["cds"].settings.demo_fixtures)
     out = []
     for path in sorted(folder.glob("*.json")):
         try:

@@ -61,9 +61,9 @@ def _check_fhir_server(body: dict) -> None:
     if not isinstance(server, str):
         return
     fhir = state().settings.fhir
-    if fhir["require_https"] and not server.lower().startswith("https://"):
+    if fhir.require_https and not server.lower().startswith("https://"):
         raise ApiError(400, "security", "fhirServer must use https")
-    allowed = fhir["allowed_servers"]
+    allowed = fhir.allowed_servers
     if allowed is not None and server.rstrip("/") not in {a.rstrip("/") for a in allowed}:
         raise ApiError(400, "security", "fhirServer is not on this service's list of allowed FHIR servers")
 

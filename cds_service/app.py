@@ -19,7 +19,7 @@ from . import knowledge, terminology
 from .auth import AuthError, Verifier
 from .config import Settings, load_settings
 from .fhir_client import FhirClient
-from .store import Store
+from .store import Store, store_for
 
 
 log = logging.getLogger("cds_service.auth")
@@ -116,7 +116,7 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
-    store = Store(settings.db, schema=settings.db_schema)
+    store = store_for(settings)
     # auth.py (being rewritten this round) still reads its settings as a mapping: hand it the
     # validated values as one.
     app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),

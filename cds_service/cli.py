@@ -106,10 +106,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .store import Store
+    from .store import store_for
 
     settings = load_settings()
-    store = Store(settings.db, schema=settings.db_schema)
+    store = store_for(settings)
     rows = store.report()
     unmatched = store.unmatched_feedback()
     store.close()

@@ -106,13 +106,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .store import store_for
+    from .store import StoreUnavailable, store_for
 
     settings = load_settings()
     store = store_for(settings)
-    rows = store.report()
-    unmatched = store.unmatched_feedback()
-    store.close()
+    try:
+        rows = store.report()
+        unmatched = store.unmatched_feedback()
+    except StoreUnavailable as exc:
+        print(f"cds-service: cannot read the ledger: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0

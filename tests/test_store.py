@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from cds_service.app import create_app
 from cds_service.store import Store, StoreUnavailable, open_store
 from cds_service.store import base as store_base
 from cds_service.store.sqlite import SqliteStore
@@ -211,12 +212,23 @@ def sqlite_read_only(db: str, monkeypatch):
             yield
 
 
-def _sqlite_app(make_app, tmp_path, **extra):
-    return make_app({"db": str(tmp_path / "ledger.sqlite3"), "store": {"timeout_seconds": 1.0, **extra}})
+@pytest.fixture
+def sqlite_app(tmp_path):
+    """Apps on one SQLite file (the SQLite fault tests run once, whatever the backend parameter)."""
+    made = []
+
+    def make(config: dict | None = None, **store):
+        app = create_app({"db": str(tmp_path / "ledger.sqlite3"), "demo": True,
+                          "store": {"timeout_seconds": 1.0, **store}, **(config or {})})
+        made.append(app)
+        return app
+    yield make
+    for app in made:
+        app.extensions["cds"].store.close()
 
 
-def test_sqlite_read_only_file_cards_still_answered_ledger_kept_and_written_after(make_app, tmp_path, monkeypatch):
-    app = _sqlite_app(make_app, tmp_path)
+def test_sqlite_read_only_file_cards_still_answered_ledger_kept_and_written_after(sqlite_app, tmp_path, monkeypatch):
+    app = sqlite_app()
     client = app.test_client()
     assert post(client, PV, load_fixture(SCENARIO)).status_code == 200
     assert ledger_rows(app) == 3
@@ -232,11 +244,11 @@ def test_sqlite_read_only_file_cards_still_answered_ledger_kept_and_written_afte
     assert ledger_rows(app) == 15
 
 
-def test_a_worker_started_while_the_file_was_read_only_recovers_without_restart(make_app, tmp_path, monkeypatch):
-    first = _sqlite_app(make_app, tmp_path)
+def test_a_worker_started_while_the_file_was_read_only_recovers_without_restart(sqlite_app, tmp_path, monkeypatch):
+    first = sqlite_app()
     first.extensions["cds"].store.close()  # the file exists, with its tables
     with sqlite_read_only(str(tmp_path / "ledger.sqlite3"), monkeypatch):
-        app = _sqlite_app(make_app, tmp_path)
+        app = sqlite_app()
         client = app.test_client()
         assert post(client, PV, load_fixture(SCENARIO)).status_code == 200
         assert client.get("/readyz").status_code == 503
@@ -244,8 +256,8 @@ def test_a_worker_started_while_the_file_was_read_only_recovers_without_restart(
     assert ledger_rows(app) == 3
 
 
-def test_sqlite_full_database_keeps_rows_until_space_returns(make_app, tmp_path, monkeypatch):
-    app = _sqlite_app(make_app, tmp_path)
+def test_sqlite_full_database_keeps_rows_until_space_returns(sqlite_app, tmp_path, monkeypatch):
+    app = sqlite_app()
     store = app.extensions["cds"].store
     client = app.test_client()
     full = threading.Event()
@@ -266,8 +278,8 @@ def test_sqlite_full_database_keeps_rows_until_space_returns(make_app, tmp_path,
     assert ledger_rows(app) == 90
 
 
-def test_rows_beyond_the_retry_bound_are_dropped_counted_and_logged(make_app, tmp_path, monkeypatch, caplog):
-    app = _sqlite_app(make_app, tmp_path, retry_queue_max_rows=5)
+def test_rows_beyond_the_retry_bound_are_dropped_counted_and_logged(sqlite_app, tmp_path, monkeypatch, caplog):
+    app = sqlite_app(retry_queue_max_rows=5)
     client = app.test_client()
     before = metric(app, "cds_ledger_dropped_total", reason="queue_full")
     with sqlite_read_only(str(tmp_path / "ledger.sqlite3"), monkeypatch):
@@ -308,8 +320,8 @@ def signed_call(client, signer):
                        headers={"Authorization": "Bearer " + signer["token"]()})
 
 
-def test_with_auth_a_store_fault_answers_503_never_500(make_app, tmp_path, monkeypatch, signer):
-    app = make_app({"db": str(tmp_path / "ledger.sqlite3"), **auth_config(signer)})
+def test_with_auth_a_store_fault_answers_503_never_500(sqlite_app, tmp_path, monkeypatch, signer):
+    app = sqlite_app(auth_config(signer))
     client = app.test_client()
     assert signed_call(client, signer).status_code == 200
     with sqlite_read_only(str(tmp_path / "ledger.sqlite3"), monkeypatch):
@@ -453,3 +465,28 @@ def test_postgresql_hung_authenticated_calls_503_within_the_deadline_others_get_
     proxy.mode("pass")
     assert signed_call(secured.test_client(), signer).status_code == 200
     assert ledger_rows(open_) >= 3
+
+
+# -- kill -9: the loss is bounded, and counted at the next start ----------------------------------
+
+def test_rows_held_by_a_killed_worker_are_counted_at_the_next_start(sqlite_app, tmp_path, monkeypatch, caplog):
+    db = str(tmp_path / "ledger.sqlite3")
+    app = sqlite_app()
+    client = app.test_client()
+    with sqlite_read_only(db, monkeypatch):
+        for _ in range(2):
+            assert post(client, PV, load_fixture(SCENARIO)).status_code == 200
+        store = app.extensions["cds"].store
+        store.flush(timeout=5)
+        assert store.pending_rows() == 6
+    # What a kill -9 leaves: this process's note of the rows it held, under a pid that is gone.
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    marker = Path(db + ".pending") / f"{__import__('os').getpid()}.pending"
+    assert marker.read_text() == "6"
+    marker.rename(marker.with_name(f"{dead}.pending"))
+    before = metric(app, "cds_ledger_dropped_total", reason="killed")
+    with caplog.at_level(logging.ERROR, logger="cds_service.store"):
+        restarted = sqlite_app()
+    assert metric(restarted, "cds_ledger_dropped_total", reason="killed") == before + 6
+    assert any(f"6 held by process {dead}" in r.getMessage() for r in caplog.records)
+    assert not list(Path(db + ".pending").glob(f"{dead}.*"))  # counted once

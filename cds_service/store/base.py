@@ -11,9 +11,11 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import metrics
@@ -82,6 +84,45 @@ class SqlStore:
         self._dropped_total = 0
         self._last_drop_log = 0.0
         self._closed = False
+        self._marker: Path | None = None
+        self._marker_count = 0
+
+    # -- rows lost with a killed process -------------------------------------------------------
+    # Each process notes, in a small file named by its pid, how many ledger rows it holds unwritten.
+    # A clean close removes the file; a file left by a process that no longer runs is what a kill -9
+    # (or a crash) lost: the next store to open on this machine counts it and says so.
+    def _track_losses(self, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for marker in folder.glob("*.pending"):
+                pid = int(marker.stem) if marker.stem.isdigit() else None
+                if pid is None or pid == os.getpid() or _alive(pid):
+                    continue
+                claimed = marker.with_name(f"{pid}.claimed-by-{os.getpid()}")
+                try:  # several workers start at once: the one whose rename succeeds counts it
+                    os.rename(marker, claimed)
+                except FileNotFoundError:
+                    continue
+                lost = int(claimed.read_text() or 0)
+                claimed.unlink(missing_ok=True)
+                if lost:
+                    metrics.LEDGER_DROPPED.labels("killed").inc(lost)
+                    log.error("ledger rows lost: %d held by process %d, which ended without closing the store",
+                              lost, pid, extra={"fields": {"dropped": {"killed": lost}}})
+            self._marker = folder / f"{os.getpid()}.pending"
+        except (OSError, ValueError) as exc:  # best effort: never stop the service for this
+            log.warning("cannot track ledger losses in %s (%s)", folder, type(exc).__name__)
+
+    def _note_pending(self, count: int) -> None:
+        if self._marker is None or count == self._marker_count:
+            return
+        try:
+            tmp = self._marker.with_suffix(".tmp")
+            tmp.write_text(str(count))
+            os.replace(tmp, self._marker)
+            self._marker_count = count
+        except OSError:
+            pass
 
     # -- what a backend provides ------------------------------------------------------------
     def _open(self, deadline: float):
@@ -217,6 +258,8 @@ class SqlStore:
                 stopping = self._stopping
                 batch = [self._pending.popleft() for _ in range(min(BATCH_MAX_ROWS, len(self._pending)))]
                 self._inflight = len(batch)
+                held = len(self._pending) + self._inflight
+            self._note_pending(held)
             retry = self._write_rows(batch) if batch else []
             with self._cond:
                 self._pending.extendleft(reversed(retry))  # kept, in order, for the next attempt
@@ -225,6 +268,8 @@ class SqlStore:
                 self._attempts_failed += bool(retry)
                 self._cond.notify_all()
             self._log_drops()
+            if not retry and not self.pending_rows():
+                self._note_pending(0)
             if stopping and (retry or not self._pending):
                 return
 
@@ -280,6 +325,8 @@ class SqlStore:
             with self._cond:
                 self._pending.clear()
         self._log_drops(force=True)
+        if self._marker is not None:
+            self._marker.unlink(missing_ok=True)
         if self._lock.acquire(timeout=self.timeout):
             try:
                 if self._conn is not None:
@@ -390,3 +437,13 @@ class SqlStore:
         for table in ("card_rule", "feedback", "seen_jti"):
             out += [repr(r) for r in self._query(f"SELECT * FROM {table}", timeout=max(self.timeout, 30.0))]
         return "\n".join(out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

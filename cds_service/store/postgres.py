@@ -9,12 +9,15 @@ socket of an operation still waiting at its deadline, which fails the operation 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
 import threading
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 
@@ -68,6 +71,8 @@ class PostgresStore(SqlStore):
         super().__init__(**options)
         self.dsn, self.schema = dsn, schema
         self._watchdog = _Watchdog()
+        where = hashlib.sha256(f"{dsn}|{schema}".encode()).hexdigest()[:16]
+        self._track_losses(Path(tempfile.gettempdir()) / "cds-service-ledger" / where)
         try:  # open now when possible; a server that is down at start is reached on first use
             self._run(lambda cur: None, "open")
         except Exception:

@@ -20,6 +20,8 @@ class SqliteStore(SqlStore):
         super().__init__(**options)
         self.path = path
         self._memory = path == ":memory:"
+        if not self._memory:
+            self._track_losses(Path(path + ".pending"))
         try:  # open now when possible; a store that is down at start is opened on first use
             self._run(lambda cur: None, "open")
         except Exception:

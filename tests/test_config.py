@@ -156,3 +156,14 @@ def test_the_readme_configuration_table_is_the_settings_model():
     documented = re.findall(r"^\| `([A-Za-z_.]+)` \|", readme_table, re.M)
     assert "store.timeout_seconds" in documented and "rules.parameters" in documented
     assert readme_table == markdown_table(), "README configuration table is out of date: python -m cds_service.config"
+
+
+def test_every_toml_example_in_the_readme_and_deploy_loads(tmp_path, monkeypatch):
+    """An example a hospital copies must not be refused by the settings model it documents."""
+    examples = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    examples += [p.read_text() for p in (README.parent / "deploy").glob("*.toml")]
+    assert len(examples) >= 3
+    for i, text in enumerate(examples):
+        monkeypatch.setenv("CDS_SERVICE_CONFIG", config_file(tmp_path, text))
+        settings = load_settings()
+        assert settings.db  # loaded, typed

@@ -51,7 +51,10 @@ def metric(app, name: str, **labels) -> float:
 
 def ledger_rows(app) -> int:
     store = app.extensions["cds"].store
-    store.flush()
+    for _ in range(3):  # a write attempt begun while the fault lasted may still fail once
+        store.flush()
+        if not store.pending_rows():
+            break
     return store.count("card_rule")
 
 
@@ -270,10 +273,11 @@ def test_sqlite_full_database_keeps_rows_until_space_returns(sqlite_app, tmp_pat
         conn.execute(f"PRAGMA max_page_count = {pages if full.is_set() else 2**31 - 2}")
         real_begin(self, conn, cur, write, seconds)
     monkeypatch.setattr(SqliteStore, "_begin", begin_on_a_full_file)
-    for _ in range(30):  # enough rows to need new pages
+    for _ in range(30):  # 90 rows, ~20 kB: more than the free space left in the file's pages
         assert post(client, PV, load_fixture(SCENARIO)).status_code == 200
     store.flush(timeout=5)
-    assert store.pending_rows() == 90
+    held = store.pending_rows()
+    assert held > 0 and store.count("card_rule") + held == 90  # what did not fit is kept, not lost
     full.clear()
     assert ledger_rows(app) == 90
 
@@ -457,11 +461,11 @@ def test_postgresql_hung_authenticated_calls_503_within_the_deadline_others_get_
         response = signed_call(secured.test_client(), signer)
         assert response.status_code == 503, response.get_data(as_text=True)
         assert time.monotonic() - started < 3.0
-    started = time.monotonic()
     response = post(open_.test_client(), PV, load_fixture(SCENARIO))
     assert response.status_code == 200 and response.get_json()["cards"]
+    started = time.monotonic()
     ready = open_.test_client().get("/readyz")
-    assert ready.status_code == 503 and time.monotonic() - started < 6.0
+    assert ready.status_code == 503 and time.monotonic() - started < 3.0
     proxy.mode("pass")
     assert signed_call(secured.test_client(), signer).status_code == 200
     assert ledger_rows(open_) >= 3

@@ -78,6 +78,9 @@ def test_every_backend_implements_the_store_protocol(store):
     assert store.remember_jti("https://ehr.example.org", "jti-1", int(time.time()) + 300) is False  # replay
     assert store.ping() is True
     assert store.unmatched_feedback() == 0
+    with pytest.raises(Exception):  # rows() is for reading; the governance report cannot change the ledger
+        store.rows("DELETE FROM card_rule")
+    assert store.count("card_rule") == 2
 
 
 def test_feedback_keeps_the_coded_reason_never_the_free_text(store):
@@ -241,6 +244,9 @@ def test_sqlite_read_only_file_cards_still_answered_ledger_kept_and_written_afte
             assert response.status_code == 200 and response.get_json()["cards"]
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "not writable" in ready.get_json()["problems"][0]
+        feedback = post(client, PV + "/feedback", {"feedback": [
+            {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-12-01T10:00:00Z"}]})
+        assert feedback.status_code == 503 and feedback.get_json()["issue"][0]["code"] == "transient"
         app.extensions["cds"].store.flush(timeout=5)
         assert app.extensions["cds"].store.pending_rows() == 12  # kept, not lost
     assert client.get("/readyz").status_code == 200  # no restart

@@ -141,6 +141,8 @@ class PostgresStore(SqlStore):
             self._watchdog.disarm()
 
     def _begin(self, conn, cur, write: bool, seconds: float) -> None:
+        if not write:  # rows(sql) only reads
+            cur.execute("SET TRANSACTION READ ONLY")
         if abs(seconds - self.timeout) > 1e-6:  # the session default is store.timeout_seconds
             cur.execute(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
 

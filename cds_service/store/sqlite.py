@@ -52,6 +52,7 @@ class SqliteStore(SqlStore):
 
     def _begin(self, conn, cur, write: bool, seconds: float) -> None:
         conn.execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+        conn.execute(f"PRAGMA query_only={'OFF' if write else 'ON'}")  # rows(sql) only reads
         # IMMEDIATE takes the write lock first (waiting up to busy_timeout): a deferred transaction
         # that reads and then writes can fail at once under concurrent writers.
         cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -32,6 +32,7 @@ class _Watchdog:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._armed: tuple[int, float] | None = None
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="store-watchdog", daemon=True)
         self._thread.start()
 
@@ -44,9 +45,14 @@ class _Watchdog:
         with self._cond:
             self._armed = None
 
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
     def _run(self) -> None:
         with self._cond:
-            while True:
+            while not self._stopped:
                 if self._armed is None:
                     self._cond.wait()
                     continue
@@ -145,6 +151,10 @@ class PostgresStore(SqlStore):
             cur.execute("SET TRANSACTION READ ONLY")
         if abs(seconds - self.timeout) > 1e-6:  # the session default is store.timeout_seconds
             cur.execute(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+
+    def close(self) -> None:
+        super().close()
+        self._watchdog.stop()
 
     def _execute(self, cur, sql: str, params=()):
         cur.execute(sql.replace("?", "%s"), params)

@@ -19,7 +19,7 @@ from . import knowledge, orders, terminology
 from .auth import AuthError, Verifier
 from .config import Settings, load_settings
 from .fhir_client import FhirClient
-from .store import Store
+from .store import Store, store_for
 
 
 log = logging.getLogger("cds_service.auth")
@@ -35,7 +35,7 @@ class State:
     def authenticate(self, request, endpoint: str) -> None:
         """Check the EHR's JWT for a service, feedback or (when configured) discovery call."""
         auth = self.settings.auth
-        required = bool(auth["required"]) and (endpoint != "discovery" or bool(auth["discovery"]))
+        required = auth.required and (endpoint != "discovery" or auth.discovery)
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         if not required:
@@ -46,7 +46,7 @@ class State:
             log.warning("refused %s: no bearer token", request.path)
             raise Unauthorized()
         # The aud is the URL the EHR called, under the configured public base URL.
-        audience = self.settings.raw["public_base_url"].rstrip("/") + request.path
+        audience = self.settings.public_base_url.rstrip("/") + request.path
         try:
             self.verifier.verify(token, audience)
         except AuthError as exc:
@@ -109,18 +109,20 @@ class _FieldsQueueHandler(logging.handlers.QueueHandler):
 
 def create_app(config: Mapping | None = None) -> Flask:
     settings = load_settings(config)
-    configure_logging(settings.raw["log_level"], settings.raw["log_format"])
+    configure_logging(settings.log_level, settings.log_format)
     # Load the knowledge base now, so the first request does not pay for it.
     terminology.load()
     knowledge.sources(), knowledge.orderables(), knowledge.override_reasons()
     orders.validate_orderables()  # an orderable that is not valid FHIR stops the start, with its name
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.http["max_body_bytes"])
-    store = Store(settings.db, schema=settings.raw.get("db_schema"))
+    app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
+    store = store_for(settings)
+    # auth.py (being rewritten this round) still reads its settings as a mapping: hand it the
+    # validated values as one.
     app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),
-                                  Verifier(settings.auth, settings.raw["public_base_url"], store))
-    CORS(app, origins=settings.http["cors_origins"], allow_headers=["Authorization", "Content-Type"],
+                                  Verifier(settings.auth.model_dump(), settings.public_base_url, store))
+    CORS(app, origins=settings.http.cors_origins, allow_headers=["Authorization", "Content-Type"],
          methods=["GET", "POST", "OPTIONS"], max_age=600)
 
     from .demo import bp as demo_bp

@@ -109,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .store import Store
+    from .store import StoreUnavailable, store_for
 
     if args.format != "html" and (args.since or args.output):
         print("cds-service: --since and --output apply to --format html", file=sys.stderr)
@@ -123,12 +123,17 @@ def _report(args: argparse.Namespace) -> int:
         print(f"cds-service: no ledger at {settings.db}: nothing to report (set CDS_SERVICE_DB to the "
               f"service's database)", file=sys.stderr)
         return 1
-    store = Store(settings.db, schema=settings.raw.get("db_schema"))
+    store = store_for(settings)
     if args.format == "html":
         return _report_html(args, store, settings)
-    rows = store.report()
-    unmatched = store.unmatched_feedback()
-    store.close()
+    try:
+        rows = store.report()
+        unmatched = store.unmatched_feedback()
+    except StoreUnavailable as exc:
+        print(f"cds-service: cannot read the ledger: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0

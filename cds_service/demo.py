@@ -67,7 +67,7 @@ def scenario_files(folder: str | None) -> list:
 
 def _fixtures() -> list[dict]:
     out = []
-    for path in scenario_files(current_app.extensions["cds"].settings.raw["demo_fixtures"]):
+    for path in scenario_files(current_app.extensions["cds"].settings.demo_fixtures):
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -85,8 +85,9 @@ def _viewer() -> Flask:
     viewer = app.extensions.get("cds.demo_viewer")
     if viewer is None:
         from .app import create_app
-        raw = app.extensions["cds"].settings.raw
-        viewer = create_app({**raw, "db": ":memory:", "db_schema": None, "auth": {**raw["auth"], "required": False}})
+        settings = app.extensions["cds"].settings.model_dump()
+        viewer = create_app({**settings, "db": ":memory:", "db_schema": None,
+                             "auth": {**settings["auth"], "required": False}})
         app.extensions["cds.demo_viewer"] = viewer
     return viewer
 

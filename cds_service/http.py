@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from . import metrics, terminology, validation
 from .record import DataUnavailable
 from .registry import SERVICES, evaluate_request, knowledge_version
+from .store import HOOK_INSTANCE_MAX, StoreUnavailable, UnstorableValue, feedback_problems, text_problem
 
 log = logging.getLogger("cds_service.http")
 bp = Blueprint("cds", __name__)
@@ -61,9 +62,9 @@ def _check_fhir_server(body: dict) -> None:
     if not isinstance(server, str):
         return
     fhir = state().settings.fhir
-    if fhir["require_https"] and not server.lower().startswith("https://"):
+    if fhir.require_https and not server.lower().startswith("https://"):
         raise ApiError(400, "security", "fhirServer must use https")
-    allowed = fhir["allowed_servers"]
+    allowed = fhir.allowed_servers
     if allowed is not None and server.rstrip("/") not in {a.rstrip("/") for a in allowed}:
         raise ApiError(400, "security", "fhirServer is not on this service's list of allowed FHIR servers")
 
@@ -99,6 +100,9 @@ def call_service(service_id: str):
     problems = validation.request_problems(service.hook, body)
     if problems:
         raise ApiError(400, "invalid", "invalid CDS Hooks request: " + "; ".join(problems))
+    stored_problem = text_problem("hookInstance", body.get("hookInstance"), HOOK_INSTANCE_MAX)
+    if stored_problem:  # it goes into the ledger and the log
+        raise ApiError(400, "invalid", f"invalid CDS Hooks request: {stored_problem}")
     _check_fhir_server(body)
     today = _today(body)
     g.hook_instance = body.get("hookInstance")
@@ -135,6 +139,9 @@ def feedback(service_id: str):
     problems = validation.feedback_problems(body)
     if problems:
         raise ApiError(400, "invalid", "invalid feedback: " + "; ".join(problems))
+    problems = feedback_problems(body["feedback"])
+    if problems:
+        raise ApiError(400, "invalid", "invalid feedback: " + "; ".join(problems[:5]))
     state().store.add_feedback(service_id, body["feedback"])
     for item in body["feedback"]:
         metrics.FEEDBACK.labels(item["outcome"]).inc()
@@ -149,15 +156,17 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready: the knowledge base is loaded and the store answers."""
+    """Ready: the knowledge base is loaded and the store takes a write now (a one-row write probe,
+    bounded by store.timeout_seconds)."""
     problems = []
     if not terminology.load().drugs:
         problems.append("knowledge base not loaded")
     try:
         state().store.ping()
     except Exception as exc:  # the store's driver errors differ by backend
-        problems.append(f"store unreachable ({type(exc).__name__})")
-    body = {"status": "ready" if not problems else "not ready", "knowledge": knowledge_version()}
+        problems.append(f"store unreachable or not writable ({type(exc).__name__})")
+    body = {"status": "ready" if not problems else "not ready", "knowledge": knowledge_version(),
+            "ledger_pending_rows": state().store.pending_rows()}
     if problems:
         body["problems"] = problems
     return _json(body, 200 if not problems else 503)
@@ -197,6 +206,20 @@ def _log_request(response: Response):
 @bp.app_errorhandler(ApiError)
 def _api_error(exc: ApiError):
     return operation_outcome(exc.status, exc.code, exc.message)
+
+
+@bp.app_errorhandler(StoreUnavailable)
+def _store_unavailable(exc: StoreUnavailable):
+    # The JWT replay check and feedback cannot go on without the store: fail closed, say retry.
+    log.warning("store unavailable: %s", exc)
+    response = operation_outcome(503, "transient", "the service's store is unavailable; try again shortly")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+@bp.app_errorhandler(UnstorableValue)
+def _unstorable(exc: UnstorableValue):
+    return operation_outcome(400, "invalid", f"invalid request: {exc}")
 
 
 @bp.app_errorhandler(HTTPException)

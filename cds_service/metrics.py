@@ -19,6 +19,12 @@ DATA_UNAVAILABLE = Counter("cds_data_unavailable_total", "Calls answered 412: re
                            ["service"])
 AUTH_FAILURES = Counter("cds_auth_failures_total", "Calls refused 401", ["endpoint"])
 FEEDBACK = Counter("cds_feedback_total", "Feedback entries received", ["outcome"])
+LEDGER_DROPPED = Counter("cds_ledger_dropped_total", "Ledger rows given up: queue_full (store down too long), "
+                         "rejected (refused by the database), shutdown, killed (lost with a killed worker)", ["reason"])
+STORE_UNAVAILABLE = Counter("cds_store_unavailable_total", "Store operations that failed or passed their deadline",
+                            ["operation"])
+FEEDBACK_UNKNOWN_CARD = Counter("cds_feedback_unknown_card_total", "Feedback entries naming cards not in the ledger",
+                                ["stored"])
 
 
 def render() -> tuple[bytes, str]:

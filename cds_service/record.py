@@ -126,7 +126,7 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
     values: dict[str, dict | None] = {}
     problems: dict[str, str] = {}
     jobs = {}
-    deadline = time.monotonic() + float(fhir_settings["total_budget_seconds"])
+    deadline = time.monotonic() + fhir_settings.total_budget_seconds
     for key, template in prefetch_templates.items():
         value = prefetch.get(key, _MISSING)
         if value is None:

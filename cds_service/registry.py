@@ -106,7 +106,7 @@ class Evaluation:
 
 def evaluate_request(service: Service, request: dict, settings: Settings, client: FhirClient,
                      today: dt.date) -> Evaluation:
-    required = frozenset(settings.raw.get("prefetch", {}).get("required", REQUIRED))
+    required = frozenset(settings.prefetch.required)
     record = load_record(request=request, prefetch_templates=PREFETCH, required=required, client=client,
                          fhir_settings=settings.fhir)
     profile = service.profile

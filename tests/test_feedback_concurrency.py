@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import requests
 
-from cds_service.store import Store
+from cds_service.store import open_store
 from conftest import PV, LiveServer, store_env
 
 
@@ -33,7 +33,7 @@ def test_concurrent_feedback_is_neither_lost_nor_duplicated(store_config):
     finally:
         server.stop()
     assert answered == [30, 30, 30, 30]
-    store = Store(config["db"], schema=config.get("db_schema"))
+    store = open_store(config["db"], schema=config.get("db_schema"))
     cards = [r[0] for r in store.rows("SELECT card_uuid FROM feedback")]
     store.close()
     assert len(cards) == len(set(cards)) == 4 * 15 + 15  # each client's own 15, plus the 15 shared once

@@ -202,8 +202,8 @@ def test_an_empty_ledger_gives_an_honest_empty_report(store_config, tmp_path):
     config = tmp_path / "site.toml"
     config.write_text('[rules]\ndisabled = ["assessment.start-back"]\nparameters = { MME_WARN = 40 }\n')
     store = store_config()
-    from cds_service.store import Store
-    Store(store["db"], schema=store.get("db_schema")).close()  # a ledger the service created, still empty
+    from cds_service.store import open_store
+    open_store(store["db"], schema=store.get("db_schema")).close()  # a ledger the service created, still empty
     env = {**store_env(store), "CDS_SERVICE_CONFIG": str(config)}
     html, page = html_report(env, tmp_path)
     assert "Rules switched off at this site: <code>assessment.start-back</code>." in html
@@ -221,8 +221,8 @@ def test_report_options_are_checked(tmp_path):
     assert "Traceback" not in bad.stderr
     wrong = run("report", "--format", "json", "--since", "2026-01-01", env=env)
     assert wrong.returncode == 2 and "--format html" in wrong.stderr
-    from cds_service.store import Store
-    Store(env["CDS_SERVICE_DB"]).close()  # the service's (empty) ledger
+    from cds_service.store import open_store
+    open_store(env["CDS_SERVICE_DB"]).close()  # the service's (empty) ledger
     unwritable = run("report", "--format", "html", "--output", str(tmp_path / "missing" / "r.html"), env=env)
     assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr
     to_stdout = run("report", "--format", "html", env=env)
@@ -231,12 +231,12 @@ def test_report_options_are_checked(tmp_path):
 
 def test_weekly_trends_follow_the_ledger_dates(make_app, monkeypatch):
     """Cards shown in three weeks (the ledger clock moved between calls), one with none between."""
-    from cds_service import store as store_module
+    from cds_service.store import base as store_module
     from cds_service.governance.report_html import report_html
     app = make_app()
     client = app.test_client()
     for day, times in (("2026-11-02", 2), ("2026-11-05", 1), ("2026-11-23", 1)):
-        monkeypatch.setattr(store_module, "_now", lambda day=day: f"{day}T09:00:00Z")
+        monkeypatch.setattr(store_module, "now_text", lambda day=day: f"{day}T09:00:00Z")
         for _ in range(times):
             open_chart(client, "pv_back_pain_with_fever")
     html = report_html(app.extensions["cds"].store)
@@ -308,7 +308,8 @@ def test_report_in_chromium_loads_nothing_from_the_network(tmp_path):
 
 
 def test_text_from_feedback_is_escaped_and_loads_nothing(make_app):
-    """Override reasons arrive from the EHR: a hostile display must not become markup."""
+    """Override reasons arrive from the EHR: a hostile code must not become markup, and the free-text
+    display is never stored at all (it may hold PHI)."""
     from cds_service.governance.report_html import report_html
     app = make_app()
     client = app.test_client()
@@ -319,4 +320,4 @@ def test_text_from_feedback_is_escaped_and_loads_nothing(make_app):
     page = ReportPage(html)
     assert page.external == [] and page.scripts == 0 and "<img" not in html
     assert page.rules["red-flag.infection"]["override_reasons"] == {'ehr-own"><b>': 1}
-    assert "&lt;img src=" in html  # shown as text, in the table and the chart
+    assert "tracker.example" not in html  # the display was never stored

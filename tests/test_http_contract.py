@@ -19,16 +19,17 @@ def outcome(response, status: int) -> str:
     return body["issue"][0]["diagnostics"]
 
 
-def test_discovery_lists_two_services_with_valid_prefetch_templates(client):
+def test_discovery_lists_the_three_services_with_valid_prefetch_templates(client):
     response = client.get("/cds-services")
     assert response.status_code == 200
     body = response.get_json()
     errors = list(schema_validator("discovery-response.schema").iter_errors(body))
     assert not errors, [e.message for e in errors]
     by_hook = {s["hook"]: s for s in body["services"]}
-    assert set(by_hook) == {"patient-view", "order-select"}
+    assert set(by_hook) == {"patient-view", "order-select", "order-sign"}
     assert by_hook["patient-view"]["id"] == "radiculopathy-patient-view"
     assert by_hook["order-select"]["id"] == "radiculopathy-order-select"
+    assert by_hook["order-sign"]["id"] == "radiculopathy-order-sign"
     for service in body["services"]:
         assert {"patient", "conditions", "medicationRequests", "medicationStatements", "observations",
                 "procedures", "serviceRequests"} <= set(service["prefetch"])

@@ -22,7 +22,7 @@ def test_one_structured_line_per_request_without_phi(client, caplog):
     (line,) = request_lines(caplog)
     assert line["service"] == "radiculopathy-patient-view" and line["hook"] == "patient-view"
     assert line["hookInstance"] == body["hookInstance"] and line["status"] == 200
-    assert line["rules"] == ["first-line.conservative", "red-flag.infection"]
+    assert line["rules"] == ["red-flag.infection"]  # fever: the emergency stands routine care down
     assert line["latency_ms"] > 0 and line["fhir_fetches"] == 0
     text = caplog.text + json.dumps(line)
     assert "pv-fever" not in text and "M54.59" not in text

@@ -310,7 +310,8 @@ def test_a_possibly_stale_opioid_does_not_count_as_being_on_opioids(client):
                   replace_request("ms-contin", authoredOn="2024-06-01"))
     card = card_for(cards_for(client, body), "opioid.third-line")
     assert "on the medication list since 2024, not renewed since: confirm the patient still takes it" in card["detail"]
-    assert "Found: none" in card["detail"]
+    assert "Found: older list entries only, not renewed (confirm them with the patient)" in card["detail"]
+    assert "first treatment" not in card["detail"]  # never beside an opioid on the list
 
 
 def test_current_nsaid_prescribed_months_ago_is_current_treatment(client):

@@ -26,12 +26,9 @@ TERMINOLOGY_VERSION_KEY = {"http://hl7.org/fhir/sid/icd-10-cm": "icd10cm", "http
 
 
 def canonical_base(settings=None) -> str:
-    """`export.canonical_base` from the settings when the key exists, else the default."""
-    export = getattr(settings, "export", None)
-    if export is None:
-        export = (getattr(settings, "raw", None) or {}).get("export")
-    base = export.get("canonical_base") if isinstance(export, dict) else getattr(export, "canonical_base", None)
-    return (base or DEFAULT_CANONICAL_BASE).rstrip("/")
+    """`export.canonical_base` from the settings (the default when no settings are given)."""
+    base = settings.export.canonical_base if settings is not None else DEFAULT_CANONICAL_BASE
+    return str(base).rstrip("/")
 
 
 def fhir_id(name: str) -> str:

@@ -49,11 +49,15 @@ DEFAULTS: dict[str, Any] = {
         "client_cert": None,
         "client_key": None,
         "proxy": None,
+        "allow_private_networks": False,  # loopback/private/link-local fhirServer addresses (tests, demo)
+        "max_total_bytes": 20_000_000,  # all FHIR responses of one hook request together
     },
     "prefetch": {"required": ["patient", "conditions", "medicationRequests", "medicationStatements"]},
-    "http": {"max_body_bytes": 10 * 1024 * 1024, "cors_origins": ["*"]},
+    "http": {"max_body_bytes": 10 * 1024 * 1024, "cors_origins": ["*"],
+             "header_timeout_seconds": 10},  # to receive a whole request (gunicorn)
     "auth": {"required": False, "discovery": False, "clock_skew_seconds": 60,
-             "max_lifetime_seconds": 3600, "clients": []},
+             "max_lifetime_seconds": 3600, "clients": [],
+             "jwks_max_stale_seconds": 86400},  # last good keys served while a JWKS endpoint is down
 }
 
 ENV = {

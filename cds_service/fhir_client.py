@@ -7,14 +7,16 @@ The access token is sent only to the fhirServer's own origin and is never logged
 
 from __future__ import annotations
 
-import json
+import ipaddress
 import logging
+import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
@@ -23,10 +25,46 @@ log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 MAX_REDIRECTS = 3
+UNAVAILABLE = "FHIR server unavailable"
 
 
 class FhirFetchError(Exception):
-    """A search could not be completed; the message is safe to show (no token, no PHI)."""
+    """A fetch failed. What the EHR sees is the same for every cause, so that the service cannot be
+    used to tell "answered 404" from "could not be reached" (a port scanner); `reason` is for the
+    log (no token, no PHI)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(UNAVAILABLE)
+
+
+class FetchBudget:
+    """One hook request's allowance for all its fetches together: a deadline (including reading the
+    bodies) and a byte total. `cancel()` stops the fetches still running once the answer is known."""
+
+    def __init__(self, seconds: float, max_bytes: int) -> None:
+        self.deadline = time.monotonic() + seconds
+        self._bytes_left = int(max_bytes)
+        self._lock = threading.Lock()
+        self.cancelled = False
+
+    def take(self, size: int) -> None:
+        with self._lock:
+            self._bytes_left -= size
+            left = self._bytes_left
+        if left < 0:
+            raise FhirFetchError("the FHIR responses of this request together exceed fhir.max_total_bytes")
+        if self.cancelled:
+            raise FhirFetchError("cancelled: the request already has its answer")
+
+    def check(self, declared: int) -> None:
+        if declared > self._bytes_left:
+            raise FhirFetchError("the FHIR response would exceed fhir.max_total_bytes")
+        if self.cancelled:
+            raise FhirFetchError("cancelled: the request already has its answer")
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 def same_origin(url: str, base: str) -> bool:
@@ -35,7 +73,61 @@ def same_origin(url: str, base: str) -> bool:
 
 
 def under_base(url: str, base: str) -> bool:
-    return same_origin(url, base) and urlsplit(url).path.startswith(urlsplit(base).path.rstrip("/"))
+    """Same origin and inside the base path: the access token goes nowhere else on that host."""
+    root = urlsplit(base).path.rstrip("/")
+    path = urlsplit(url).path
+    return same_origin(url, base) and (path == root or path.startswith(root + "/"))
+
+
+def is_private_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def resolves_to_private(url: str) -> bool:
+    """True when the URL's host is, or resolves to (any of its addresses), a loopback, private,
+    link-local or otherwise non-public address. A name that does not resolve is left to the fetch."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        return is_private_address(host)
+    except ValueError:
+        pass  # a name, not an address literal
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return any(is_private_address(info[4][0]) for info in infos)
+
+
+def read_capped(resp: requests.Response, cap: int, deadline: float,
+                budget: FetchBudget | None = None) -> bytearray:
+    """The body, refused as soon as it is (or says it will be) larger than `cap` or the budget's
+    bytes, or is still arriving at the deadline."""
+    declared = resp.headers.get("Content-Length")
+    if declared and declared.isdigit():
+        if int(declared) > cap:
+            raise FhirFetchError(f"the response is larger than {cap} bytes")
+        if budget is not None:
+            budget.check(int(declared))
+    body = bytearray()
+    try:
+        # read1 returns whatever one socket read brings, so a server that drips bytes slowly
+        # is caught by the deadline check instead of blocking until a full chunk arrives.
+        while chunk := resp.raw.read1(65536, decode_content=True):
+            body += chunk
+            if len(body) > cap:
+                raise FhirFetchError(f"the response is larger than {cap} bytes")
+            if budget is not None:
+                budget.take(len(chunk))
+            if time.monotonic() > deadline:
+                raise FhirFetchError("the server was too slow sending its answer")
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        raise FhirFetchError("the connection failed while reading") from None
+    return body
 
 
 def _capture(job: Callable[[], dict]) -> dict | FhirFetchError:
@@ -45,7 +137,7 @@ def _capture(job: Callable[[], dict]) -> dict | FhirFetchError:
         return exc
     except Exception as exc:  # never let a fetch bug become a 500; the log names the type only
         log.error("unexpected error while fetching FHIR data: %s", type(exc).__name__)
-        return FhirFetchError("the FHIR data could not be read")
+        return FhirFetchError(f"unexpected {type(exc).__name__}")
 
 
 class FhirClient:
@@ -83,35 +175,47 @@ class FhirClient:
             return self._executor
 
     # -- public ----------------------------------------------------------------------------
-    def run_all(self, jobs: Mapping[str, Callable[[], dict]], deadline: float) -> dict[str, dict | FhirFetchError]:
+    def run_all(self, jobs: Mapping[str, Callable[[], dict]], budget: FetchBudget,
+                required: frozenset[str] = frozenset()) -> dict[str, dict | FhirFetchError]:
         """Run fetch jobs concurrently; each result is a resource or the FhirFetchError it raised.
 
         Always through the pool: the request thread then waits no longer than the deadline,
-        whatever a misbehaving server does to a worker's socket.
+        whatever a misbehaving server does to a worker's socket. As soon as a required key has
+        failed the answer is known (412): the others are cancelled, not waited for.
         """
-        futures = {key: self._pool().submit(_capture, job) for key, job in jobs.items()}
+        futures = {self._pool().submit(_capture, job): key for key, job in jobs.items()}
         results: dict[str, dict | FhirFetchError] = {}
-        for key, fut in futures.items():
-            try:
-                results[key] = fut.result(timeout=max(0.0, deadline - time.monotonic()) + 0.05)
-            except Exception:  # the worker is still waiting on the server
-                results[key] = FhirFetchError("the FHIR server did not answer within the time budget")
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=max(0.0, budget.deadline - time.monotonic()) + 0.05,
+                                 return_when=FIRST_COMPLETED)
+            if not done:
+                break  # the workers left are still waiting on the server
+            for fut in done:
+                results[futures[fut]] = fut.result()
+            if any(isinstance(results[futures[f]], FhirFetchError) and futures[f] in required for f in done):
+                budget.cancel()
+                break
+        for fut in pending:
+            results[futures[fut]] = FhirFetchError(
+                "not awaited: a required key already failed" if budget.cancelled
+                else "the FHIR server did not answer within the time budget")
         return results
 
-    def read(self, base: str, token: str | None, relative: str, deadline: float) -> dict:
+    def read(self, base: str, token: str | None, relative: str, budget: FetchBudget) -> dict:
         """GET one resource or search (relative to base); Bundle pages are merged into one."""
         url = urljoin(base.rstrip("/") + "/", relative)
-        resource = self._get_json(base, token, url, deadline)
+        resource = self._get_json(base, token, url, budget)
         if resource.get("resourceType") == "Bundle":
-            resource = self._follow_pages(base, token, resource, deadline, pages=1)
+            resource = self._follow_pages(base, token, resource, budget, pages=1)
         return resource
 
-    def continue_bundle(self, base: str, token: str | None, bundle: dict, deadline: float) -> dict:
+    def continue_bundle(self, base: str, token: str | None, bundle: dict, budget: FetchBudget) -> dict:
         """Follow the `next` links of a Bundle the EHR prefetched only in part."""
-        return self._follow_pages(base, token, bundle, deadline, pages=1)
+        return self._follow_pages(base, token, bundle, budget, pages=1)
 
     # -- internals -------------------------------------------------------------------------
-    def _follow_pages(self, base, token, bundle: dict, deadline: float, pages: int) -> dict:
+    def _follow_pages(self, base, token, bundle: dict, budget: FetchBudget, pages: int) -> dict:
         entries = list(bundle.get("entry") or [])
         seen_urls: set[str] = set()
         current = bundle
@@ -126,9 +230,9 @@ class FhirClient:
             if pages >= int(self.settings["max_pages"]):
                 raise FhirFetchError(f"the search has more than {self.settings['max_pages']} pages")
             if not under_base(nxt, base):
-                raise FhirFetchError("a paging link points outside the fhirServer; it was not followed")
+                raise FhirFetchError("a paging link points outside the fhirServer base; it was not followed")
             seen_urls.add(nxt)
-            current = self._get_json(base, token, nxt, deadline)
+            current = self._get_json(base, token, nxt, budget)
             if current.get("resourceType") != "Bundle":
                 raise FhirFetchError("a paging link did not return a Bundle")
             entries.extend(current.get("entry") or [])
@@ -138,18 +242,20 @@ class FhirClient:
         merged.pop("link", None)
         return merged
 
-    def _get_json(self, base: str, token: str | None, url: str, deadline: float) -> dict:
+    def _get_json(self, base: str, token: str | None, url: str, budget: FetchBudget) -> dict:
         headers = {"Accept": FHIR_JSON}
         per_call = float(self.settings["timeout_seconds"])
         cap = int(self.settings["max_response_bytes"])
         for _ in range(MAX_REDIRECTS + 1):
-            if not same_origin(url, base):
-                raise FhirFetchError("a redirect or link pointed to another host; it was not followed")
+            if not under_base(url, base):
+                raise FhirFetchError("a redirect pointed outside the fhirServer base; it was not followed")
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-            remaining = deadline - time.monotonic()
+            remaining = budget.deadline - time.monotonic()
             if remaining <= 0:
                 raise FhirFetchError("the FHIR time budget was used up")
+            if budget.cancelled:
+                raise FhirFetchError("cancelled: the request already has its answer")
             timeout = min(per_call, remaining)
             try:
                 resp = self._session().get(url, headers=headers, timeout=(timeout, timeout),
@@ -162,36 +268,17 @@ class FhirClient:
                 if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                     url = urljoin(url, resp.headers["Location"])
                     continue
-                body = self._read_capped(resp, cap, deadline)
                 if resp.status_code != 200:
                     raise FhirFetchError(f"the FHIR server answered HTTP {resp.status_code}")
+                body = read_capped(resp, cap, budget.deadline, budget)
             try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
                 raise FhirFetchError("the FHIR server answered with something that is not JSON") from None
+            del body
             if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
                 raise FhirFetchError("the FHIR server answered with JSON that is not a FHIR resource")
             if data["resourceType"] == "OperationOutcome":
                 raise FhirFetchError("the FHIR server answered with an OperationOutcome")
             return data
         raise FhirFetchError("too many redirects")
-
-    @staticmethod
-    def _read_capped(resp: requests.Response, cap: int, deadline: float) -> bytes:
-        declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > cap:
-            raise FhirFetchError(f"the FHIR response is larger than {cap} bytes")
-        chunks, size = [], 0
-        try:
-            # read1 returns whatever one socket read brings, so a server that drips bytes slowly
-            # is caught by the deadline check instead of blocking until a full chunk arrives.
-            while chunk := resp.raw.read1(65536, decode_content=True):
-                size += len(chunk)
-                if size > cap:
-                    raise FhirFetchError(f"the FHIR response is larger than {cap} bytes")
-                if time.monotonic() > deadline:
-                    raise FhirFetchError("the FHIR server was too slow sending its answer")
-                chunks.append(chunk)
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-            raise FhirFetchError("the FHIR server connection failed while reading") from None
-        return b"".join(chunks)

@@ -13,11 +13,14 @@ cannot be had raises DataUnavailable (the HTTP layer answers 412).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .fhir_client import FhirClient, FhirFetchError
+from .fhir_client import FetchBudget, FhirClient, FhirFetchError
+
+log = logging.getLogger(__name__)
 
 _MISSING = object()
 
@@ -126,7 +129,7 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
     values: dict[str, dict | None] = {}
     problems: dict[str, str] = {}
     jobs = {}
-    deadline = time.monotonic() + float(fhir_settings["total_budget_seconds"])
+    budget = FetchBudget(float(fhir_settings["total_budget_seconds"]), int(fhir_settings["max_total_bytes"]))
     for key, template in prefetch_templates.items():
         value = prefetch.get(key, _MISSING)
         if value is None:
@@ -134,7 +137,7 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
             continue
         if value is not _MISSING and not is_failure(value):
             if has_next(value) and base:
-                jobs[key] = (lambda v=value: client.continue_bundle(base, token, v, deadline))
+                jobs[key] = (lambda v=value: client.continue_bundle(base, token, v, budget))
             elif has_next(value):
                 problems[key] = "the prefetched search has more pages and no fhirServer was given"
             else:
@@ -145,13 +148,16 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
                              else "not prefetched and no fhirServer was given")
             continue
         url = fill_template(template, context)
-        jobs[key] = (lambda u=url: client.read(base, token, u, deadline))
+        jobs[key] = (lambda u=url: client.read(base, token, u, budget))
 
     started = time.monotonic()
+    if any(k in required for k in problems):
+        jobs = {}  # the answer is 412 already: nothing worth fetching
     if jobs:
-        for key, result in client.run_all(jobs, deadline).items():
+        for key, result in client.run_all(jobs, budget, required).items():
             if isinstance(result, FhirFetchError):
-                problems[key] = str(result)
+                problems[key] = str(result)  # the same for every cause; the log says which
+                log.warning("FHIR fetch failed", extra={"fields": {"key": key, "reason": result.reason}})
             else:
                 values[key] = result
     record = PatientRecord(patient_id=patient_id, fetch_count=len(jobs),

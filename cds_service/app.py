@@ -119,8 +119,10 @@ def create_app(config: Mapping | None = None) -> Flask:
     store = Store(settings.db, schema=settings.raw.get("db_schema"))
     app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),
                                   Verifier(settings.auth, settings.raw["public_base_url"], store))
+    # Open to browser clients (the CDS Hooks sandbox) but never with credentials: "*" is sent
+    # rather than the caller's origin reflected, so no cookie or client certificate rides along.
     CORS(app, origins=settings.http["cors_origins"], allow_headers=["Authorization", "Content-Type"],
-         methods=["GET", "POST", "OPTIONS"], max_age=600)
+         methods=["GET", "POST", "OPTIONS"], max_age=600, send_wildcard=True, supports_credentials=False)
 
     from .demo import bp as demo_bp
     from .http import bp

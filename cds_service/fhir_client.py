@@ -38,6 +38,10 @@ class FhirFetchError(Exception):
         super().__init__(UNAVAILABLE)
 
 
+class NotAwaited(FhirFetchError):
+    """A fetch left behind because the request's answer was already known."""
+
+
 class FetchBudget:
     """One hook request's allowance for all its fetches together: a deadline (including reading the
     bodies) and a byte total. `cancel()` stops the fetches still running once the answer is known."""
@@ -86,21 +90,31 @@ def is_private_address(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
+_RESOLVED: dict[str, tuple[float, bool]] = {}  # host -> (until, private): one lookup a minute per host
+RESOLVED_SECONDS = 60
+
+
 def resolves_to_private(url: str) -> bool:
     """True when the URL's host is, or resolves to (any of its addresses), a loopback, private,
     link-local or otherwise non-public address. A name that does not resolve is left to the fetch."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    host = urlsplit(url).hostname or ""
     try:
         return is_private_address(host)
     except ValueError:
         pass  # a name, not an address literal
+    now = time.monotonic()
+    cached = _RESOLVED.get(host)
+    if cached and cached[0] > now:
+        return cached[1]
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return False
-    return any(is_private_address(info[4][0]) for info in infos)
+    private = any(is_private_address(str(info[4][0])) for info in infos)
+    if len(_RESOLVED) > 1000:
+        _RESOLVED.clear()
+    _RESOLVED[host] = (now + RESOLVED_SECONDS, private)
+    return private
 
 
 def read_capped(resp: requests.Response, cap: int, deadline: float,
@@ -197,9 +211,8 @@ class FhirClient:
                 budget.cancel()
                 break
         for fut in pending:
-            results[futures[fut]] = FhirFetchError(
-                "not awaited: a required key already failed" if budget.cancelled
-                else "the FHIR server did not answer within the time budget")
+            results[futures[fut]] = (NotAwaited("a required key already failed") if budget.cancelled
+                                     else FhirFetchError("the FHIR server did not answer within the time budget"))
         return results
 
     def read(self, base: str, token: str | None, relative: str, budget: FetchBudget) -> dict:

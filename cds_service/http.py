@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, terminology, validation
+from .fhir_client import resolves_to_private
 from .record import DataUnavailable
 from .registry import SERVICES, evaluate_request, knowledge_version
 
@@ -43,7 +44,14 @@ def state():
 
 
 def _read_json_object() -> dict:
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        # A browser sends text/plain cross-origin without a preflight: refusing it keeps web pages out.
+        raise ApiError(415, "not-supported", "the request body must be JSON: send Content-Type application/json")
     raw = request.get_data(cache=False)
+    if request.content_length is None and len(raw) >= current_app.config["MAX_CONTENT_LENGTH"]:
+        # A chunked body is cut at the limit rather than refused (werkzeug): refuse it here.
+        raise ApiError(413, "too-long", "the request body is larger than this service accepts")
     if not raw:
         raise ApiError(400, "invalid", "the request body is empty; a JSON object is required")
     try:
@@ -64,8 +72,12 @@ def _check_fhir_server(body: dict) -> None:
     if fhir["require_https"] and not server.lower().startswith("https://"):
         raise ApiError(400, "security", "fhirServer must use https")
     allowed = fhir["allowed_servers"]
-    if allowed is not None and server.rstrip("/") not in {a.rstrip("/") for a in allowed}:
-        raise ApiError(400, "security", "fhirServer is not on this service's list of allowed FHIR servers")
+    if allowed is not None:
+        if server.rstrip("/") not in {a.rstrip("/") for a in allowed}:
+            raise ApiError(400, "security", "fhirServer is not on this service's list of allowed FHIR servers")
+    elif not fhir["allow_private_networks"] and resolves_to_private(server):
+        raise ApiError(400, "security", "fhirServer is a loopback, private or link-local address, which this "
+                                        "service does not call unless configured to (fhir.allowed_servers)")
 
 
 def _today(body: dict) -> dt.date:
@@ -94,8 +106,7 @@ def call_service(service_id: str):
     state().authenticate(request, "service")
     body = _read_json_object()
     if body.get("hook") != service.hook and isinstance(body.get("hook"), str):
-        raise ApiError(400, "invalid", f"this service answers the {service.hook} hook, not "
-                                       f"'{body['hook'][:40]}'")
+        raise ApiError(400, "invalid", f"field hook: this service answers the {service.hook} hook only")
     problems = validation.request_problems(service.hook, body)
     if problems:
         raise ApiError(400, "invalid", "invalid CDS Hooks request: " + "; ".join(problems))

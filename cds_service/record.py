@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .fhir_client import FetchBudget, FhirClient, FhirFetchError
+from .fhir_client import FetchBudget, FhirClient, FhirFetchError, NotAwaited
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
         jobs = {}  # the answer is 412 already: nothing worth fetching
     if jobs:
         for key, result in client.run_all(jobs, budget, required).items():
+            if isinstance(result, NotAwaited):
+                continue  # the answer is 412 already, for the key that failed
             if isinstance(result, FhirFetchError):
                 problems[key] = str(result)  # the same for every cause; the log says which
                 log.warning("FHIR fetch failed", extra={"fields": {"key": key, "reason": result.reason}})

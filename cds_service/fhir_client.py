@@ -42,33 +42,61 @@ class NotAwaited(FhirFetchError):
     """A fetch left behind because the request's answer was already known."""
 
 
+class ByteAllowance:
+    """Bytes of FHIR responses one worker process holds at a time, all its requests together
+    (fhir.max_total_bytes). A parsed Bundle takes about five times its size in memory, so this,
+    not a per-request cap alone, is what bounds a worker's memory when FHIR servers answer with
+    huge Bundles to several requests at once."""
+
+    def __init__(self, total: int) -> None:
+        self.left = int(total)
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if size > self.left:
+                return False
+            self.left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.left += size
+
+
 class FetchBudget:
     """One hook request's allowance for all its fetches together: a deadline (including reading the
-    bodies) and a byte total. `cancel()` stops the fetches still running once the answer is known."""
+    bodies) and bytes drawn from the worker's allowance, held until release() (when the request's
+    data is dropped). `cancel()` stops the fetches still running once the answer is known."""
 
-    def __init__(self, seconds: float, max_bytes: int) -> None:
+    def __init__(self, seconds: float, allowance: ByteAllowance) -> None:
         self.deadline = time.monotonic() + seconds
-        self._bytes_left = int(max_bytes)
+        self._allowance = allowance
+        self._held = 0
         self._lock = threading.Lock()
         self.cancelled = False
 
     def take(self, size: int) -> None:
-        with self._lock:
-            self._bytes_left -= size
-            left = self._bytes_left
-        if left < 0:
-            raise FhirFetchError("the FHIR responses of this request together exceed fhir.max_total_bytes")
         if self.cancelled:
             raise FhirFetchError("cancelled: the request already has its answer")
+        if not self._allowance.take(size):
+            raise FhirFetchError("over fhir.max_total_bytes (this request, or this worker's requests together)")
+        with self._lock:
+            self._held += size
 
     def check(self, declared: int) -> None:
-        if declared > self._bytes_left:
-            raise FhirFetchError("the FHIR response would exceed fhir.max_total_bytes")
         if self.cancelled:
             raise FhirFetchError("cancelled: the request already has its answer")
+        if declared > self._allowance.left:
+            raise FhirFetchError("the response would exceed fhir.max_total_bytes")
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, 0
+        self._allowance.give(held)
 
 
 def same_origin(url: str, base: str) -> bool:
@@ -140,7 +168,11 @@ def read_capped(resp: requests.Response, cap: int, deadline: float,
             if time.monotonic() > deadline:
                 raise FhirFetchError("the server was too slow sending its answer")
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        body.clear()
         raise FhirFetchError("the connection failed while reading") from None
+    except FhirFetchError:
+        body.clear()  # the error's traceback keeps this frame alive, and with it the buffer
+        raise
     return body
 
 
@@ -160,6 +192,7 @@ class FhirClient:
         self._local = threading.local()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._allowance = ByteAllowance(int(self.settings["max_total_bytes"]))
 
     # A session per thread: requests.Session is not documented as thread-safe; each keeps its own
     # connection pool alive across requests, so connections are still reused.
@@ -189,6 +222,10 @@ class FhirClient:
             return self._executor
 
     # -- public ----------------------------------------------------------------------------
+    def budget(self) -> FetchBudget:
+        """A new request's time and byte budget; release() it when its data is dropped."""
+        return FetchBudget(float(self.settings["total_budget_seconds"]), self._allowance)
+
     def run_all(self, jobs: Mapping[str, Callable[[], dict]], budget: FetchBudget,
                 required: frozenset[str] = frozenset()) -> dict[str, dict | FhirFetchError]:
         """Run fetch jobs concurrently; each result is a resource or the FhirFetchError it raised.

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .fhir_client import FetchBudget, FhirClient, FhirFetchError, NotAwaited
+from .fhir_client import FhirClient, FhirFetchError, NotAwaited
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
     values: dict[str, dict | None] = {}
     problems: dict[str, str] = {}
     jobs = {}
-    budget = FetchBudget(float(fhir_settings["total_budget_seconds"]), int(fhir_settings["max_total_bytes"]))
+    budget = client.budget()
     for key, template in prefetch_templates.items():
         value = prefetch.get(key, _MISSING)
         if value is None:
@@ -167,7 +168,10 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
 
     hard = {k: v for k, v in problems.items() if k in required}
     if hard:
+        budget.release()
         raise DataUnavailable(hard)
+    # The worker's byte allowance is held for as long as the fetched data lives.
+    weakref.finalize(record, budget.release)
     record.unavailable = {k: v for k, v in problems.items() if k not in required}
 
     seen: set[tuple[str, str]] = set()

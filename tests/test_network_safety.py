@@ -184,6 +184,20 @@ def test_total_bytes_of_all_fetches_are_capped(make_app, hostile):
     assert cards_for(app.test_client(), body) is not None
 
 
+def test_the_byte_allowance_comes_back_when_a_request_is_done(make_app, hostile):
+    """The worker's allowance is shared by its requests and held while their data lives: one request
+    after another each gets it whole."""
+    app = make_app({"fhir": {"max_total_bytes": 1_500_000}})
+    server = hostile([])
+    server.padding = 200_000  # six searches: 1.2 MB a request, under 1.5 MB, but not twice
+    server.fault["*"] = "padded"
+    body = fallback(server.base)
+    body["prefetch"] = {"patient": load_fixture("pv_lumbar_radiculopathy_6_weeks")["prefetch"]["patient"]}
+    client = app.test_client()
+    for _ in range(4):
+        assert post(client, PV, body).status_code == 200
+
+
 # -- item 13: fail fast ----------------------------------------------------------------------------
 def test_a_missing_patient_answers_412_without_waiting_for_slow_searches(make_app, hostile):
     app = make_app({"fhir": {"total_budget_seconds": 5.0, "timeout_seconds": 5.0}})

@@ -145,6 +145,46 @@ def resolves_to_private(url: str) -> bool:
     return private
 
 
+class _PublicOnly:
+    """Checks the address a connection actually reached: the check at request time resolved the
+    name once, and DNS may answer differently a moment later (rebinding)."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        try:
+            private = is_private_address(sock.getpeername()[0])
+        except (OSError, ValueError):
+            private = True
+        if private:
+            sock.close()
+            raise urllib3.exceptions.NewConnectionError(self, "the address reached is not a public one")
+        return sock
+
+
+class _PublicOnlyHTTPConnection(_PublicOnly, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _PublicOnlyHTTPSConnection(_PublicOnly, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _PublicOnlyHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _PublicOnlyHTTPConnection
+
+
+class _PublicOnlyHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _PublicOnlyHTTPSConnection
+
+
+class PublicOnlyAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections refuse loopback, private and link-local peers."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _PublicOnlyHTTPPool, "https": _PublicOnlyHTTPSPool}
+
+
 def read_capped(resp: requests.Response, cap: int, deadline: float,
                 budget: FetchBudget | None = None) -> bytearray:
     """The body, refused as soon as it is (or says it will be) larger than `cap` or the budget's
@@ -201,10 +241,14 @@ class FhirClient:
         if session is None:
             session = requests.Session()
             session.trust_env = False  # proxies come from configuration only
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
+            s = self.settings
+            # The same rule as the request-time check (http._check_fhir_server), enforced again on
+            # every connection. Not through a proxy, which makes the connections itself.
+            public_only = s["allowed_servers"] is None and not s["allow_private_networks"] and not s.get("proxy")
+            adapter = (PublicOnlyAdapter if public_only else HTTPAdapter)(pool_connections=4, pool_maxsize=8,
+                                                                          max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            s = self.settings
             if s.get("ca_bundle"):
                 session.verify = s["ca_bundle"]
             if s.get("client_cert"):

@@ -100,6 +100,15 @@ def test_private_fhir_server_refused_even_with_complete_prefetch(make_app):
     outcome(post(make_app(LOCAL).test_client(), PV, body), 400)
 
 
+def test_a_name_that_resolves_elsewhere_at_fetch_time_is_still_refused(make_app, fhir_server, monkeypatch):
+    """DNS rebinding: the name looked public when checked, then led to loopback when fetched."""
+    server = fhir_server(prefetch_resources(load_fixture("pv_lumbar_radiculopathy_6_weeks")))
+    monkeypatch.setattr("cds_service.http.resolves_to_private", lambda url: False)
+    app = make_app(LOCAL)
+    outcome(post(app.test_client(), PV, fallback(server.base)), 412)
+    assert server.requests == []
+
+
 def test_private_fhir_server_on_the_allow_list_or_allowed_by_setting_is_called(make_app, fhir_server):
     source = load_fixture("pv_lumbar_radiculopathy_6_weeks")
     server = fhir_server(prefetch_resources(source))

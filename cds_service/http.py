@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -68,6 +69,10 @@ def _check_fhir_server(body: dict) -> None:
     server = body.get("fhirServer")
     if not isinstance(server, str):
         return
+    try:
+        urlsplit(server).hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket, which the schema's uri format lets through
+        raise ApiError(400, "invalid", "fhirServer is not a valid URL") from None
     fhir = state().settings.fhir
     if fhir["require_https"] and not server.lower().startswith("https://"):
         raise ApiError(400, "security", "fhirServer must use https")

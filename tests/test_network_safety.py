@@ -100,6 +100,14 @@ def test_private_fhir_server_refused_even_with_complete_prefetch(make_app):
     outcome(post(make_app(LOCAL).test_client(), PV, body), 400)
 
 
+@pytest.mark.parametrize("private_allowed", [False, True])
+def test_an_unparsable_fhir_server_is_400_not_500(make_app, private_allowed):
+    body = load_fixture("pv_lumbar_radiculopathy_6_weeks")
+    body["fhirServer"] = "http://[::1/fhir"
+    app = make_app({"fhir": {"allow_private_networks": private_allowed}})
+    assert "fhirServer" in outcome(post(app.test_client(), PV, body), 400)
+
+
 def test_a_name_that_resolves_elsewhere_at_fetch_time_is_still_refused(make_app, fhir_server, monkeypatch):
     """DNS rebinding: the name looked public when checked, then led to loopback when fetched."""
     server = fhir_server(prefetch_resources(load_fixture("pv_lumbar_radiculopathy_6_weeks")))

@@ -139,7 +139,7 @@ class JwksCache:
             done.set()
 
     @staticmethod
-    def _download(source: str) -> bytes:
+    def _download(source: str) -> bytes | bytearray:
         if source.startswith("file:"):
             with open(source[5:], "rb") as fh:
                 data = fh.read(JWKS_MAX_BYTES + 1)

@@ -170,8 +170,8 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
     if hard:
         budget.release()
         raise DataUnavailable(hard)
-    # The worker's byte allowance is held for as long as the fetched data lives.
-    weakref.finalize(record, budget.release)
+    if jobs:  # the worker's byte allowance is held for as long as the fetched data lives
+        weakref.finalize(record, budget.release)
     record.unavailable = {k: v for k, v in problems.items() if k not in required}
 
     seen: set[tuple[str, str]] = set()

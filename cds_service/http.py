@@ -107,7 +107,7 @@ def discovery():
 def call_service(service_id: str):
     service = SERVICES.get(service_id)
     if service is None:
-        raise ApiError(404, "not-found", f"no CDS service with id '{service_id[:64]}'")
+        raise ApiError(404, "not-found", "no CDS service with the id in this URL")
     state().authenticate(request, "service")
     body = _read_json_object()
     if body.get("hook") != service.hook and isinstance(body.get("hook"), str):
@@ -145,7 +145,7 @@ def call_service(service_id: str):
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str):
     if service_id not in SERVICES:
-        raise ApiError(404, "not-found", f"no CDS service with id '{service_id[:64]}'")
+        raise ApiError(404, "not-found", "no CDS service with the id in this URL")
     state().authenticate(request, "feedback")
     body = _read_json_object()
     problems = validation.feedback_problems(body)

@@ -147,6 +147,11 @@ def test_wrong_hook_names_the_field_never_the_value(client):
     assert "hook" in text and "script" not in text and "order-select" not in text
 
 
+def test_unknown_service_id_is_not_echoed(client):
+    text = outcome(post(client, "/cds-services/evil<img src=x>", {}), 404)
+    assert "no CDS service" in text and "evil" not in text and "img" not in text
+
+
 def test_chunked_body_over_the_limit_is_413(make_app):
     app = make_app({"http": {"max_body_bytes": 10_000}})
     body = json.dumps(load_fixture("pv_lumbar_radiculopathy_6_weeks")).encode() + b" " * 20_000

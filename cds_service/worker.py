@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from gunicorn.workers.gthread import ThreadWorker
+
+TICK_SECONDS = 0.25
 
 
 def _stop_reading(sock: socket.socket) -> None:
@@ -24,14 +27,46 @@ def _stop_reading(sock: socket.socket) -> None:
         pass  # already closed
 
 
+class _Watchdog:
+    """One thread per worker that cuts off connections whose deadline has passed (cheaper than a
+    timer thread per request)."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name="request-deadlines", daemon=True).start()
+
+    def watch(self, sock: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._deadlines[sock] = time.monotonic() + seconds
+
+    def forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(sock, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            with self._lock:
+                expired = [s for s, deadline in self._deadlines.items() if deadline <= now]
+                for sock in expired:
+                    del self._deadlines[sock]
+            for sock in expired:
+                _stop_reading(sock)
+
+
 class RequestDeadlineWorker(ThreadWorker):
     receive_seconds = 10.0  # set from the configuration by cli.server_options (post_worker_init)
 
+    def init_process(self):
+        self._watchdog = _Watchdog()  # in the worker process, after the fork
+        super().init_process()
+
     def handle(self, conn):
-        timer = threading.Timer(self.receive_seconds, _stop_reading, (conn.sock,))
-        timer.daemon = True
-        timer.start()
+        sock = conn.sock
+        self._watchdog.watch(sock, self.receive_seconds)
         try:
             return super().handle(conn)
         finally:
-            timer.cancel()
+            self._watchdog.forget(sock)

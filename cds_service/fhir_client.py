@@ -1,8 +1,9 @@
-"""Reads from the EHR's FHIR server when prefetch is missing: one pooled requests.Session per
-process, concurrent searches, `next` paging within the same server, a per-call timeout, a total
-deadline for the whole hook request and a byte cap on every response.
+"""Reads from the EHR's FHIR server when prefetch is missing: pooled sessions, concurrent
+searches, `next` paging under the fhirServer's base, a per-call timeout, one deadline for all
+fetches of a hook request (reads included), a byte cap on every response and a byte allowance
+per worker, and no connection to a non-public address unless configured.
 
-The access token is sent only to the fhirServer's own origin and is never logged or echoed.
+The access token is sent only under the fhirServer's base path and is never logged or echoed.
 """
 
 from __future__ import annotations

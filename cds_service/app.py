@@ -118,12 +118,12 @@ def create_app(config: Mapping | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
     store = store_for(settings)
-    # auth.py (being rewritten this round) still reads its settings as a mapping: hand it the
-    # validated values as one.
     app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),
-                                  Verifier(settings.auth.model_dump(), settings.public_base_url, store))
+                                  Verifier(settings.auth, settings.public_base_url, store))
+    # Open to browser clients (the CDS Hooks sandbox) but never with credentials: "*" is sent
+    # rather than the caller's origin reflected, so no cookie or client certificate rides along.
     CORS(app, origins=settings.http.cors_origins, allow_headers=["Authorization", "Content-Type"],
-         methods=["GET", "POST", "OPTIONS"], max_age=600)
+         methods=["GET", "POST", "OPTIONS"], max_age=600, send_wildcard=True, supports_credentials=False)
 
     from .demo import bp as demo_bp
     from .http import bp

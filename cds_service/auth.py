@@ -10,96 +10,162 @@ restarts. Every failure is a bare 401; the log names issuer, kid and reason, nev
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 
 import jwt
+import orjson
 import requests
+
+from .fhir_client import FhirFetchError, read_capped
 
 log = logging.getLogger("cds_service.auth")
 
 ALLOWED_ALGORITHMS = ["ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS256", "PS384", "PS512"]
-JWKS_TTL_SECONDS = 3600
-UNKNOWN_KID_REFETCH_SECONDS = 60
+# A key without "alg" (optional, RFC 7517) verifies any algorithm of its type; an EC key only the
+# one its curve fixes.
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS = {"P-256": frozenset({"ES256"}), "P-384": frozenset({"ES384"}), "P-521": frozenset({"ES512"})}
+JWKS_TTL_SECONDS = 3600  # keys older than this are refreshed (in the background while they still serve)
+UNKNOWN_KID_REFETCH_SECONDS = 60  # an unknown kid triggers at most one refetch per URL this often
+JWKS_TIMEOUT_SECONDS = 3.0  # one whole JWKS download (connect, headers and body)
+JWKS_MAX_BYTES = 1_000_000
+BACKOFF_SECONDS = (5, 15, 60, 300)  # no fetch of a URL for this long after 1, 2, 3, 4+ failures
 
 
 class AuthError(Exception):
     """Why a token was refused (for the log only; the client sees a bare 401)."""
 
 
+@dataclass(frozen=True)
+class _Key:
+    jwk: jwt.PyJWK
+    algorithms: frozenset[str]  # what this key may verify
+
+
 @dataclass
-class _KeySet:
-    keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
-    fetched_at: float = 0.0
-    last_refetch: float = 0.0
+class _Source:
+    keys: dict[str, _Key] = field(default_factory=dict)
+    good_at: float | None = None  # when the keys were last loaded successfully
+    tried_at: float = float("-inf")  # when the last load started
+    failures: int = 0
+    retry_at: float = 0.0  # backoff: no load before this
+    loading: threading.Event | None = None  # set when the load in flight ends
+
+
+def parse_jwks(data: object) -> dict[str, _Key]:
+    """Signature keys by kid (PyJWKSet parses; symmetric, encryption and unusable keys are dropped)."""
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError("not a JWKS")
+    raw: dict[str, dict] = {}
+    for k in data["keys"]:
+        if (isinstance(k, dict) and isinstance(k.get("kid"), str) and k["kid"] not in raw
+                and k.get("kty") in ("RSA", "EC") and k.get("use", "sig") == "sig"):
+            raw[k["kid"]] = k
+    try:
+        key_set = jwt.PyJWKSet(list(raw.values()))
+    except jwt.PyJWKSetError:
+        return {}
+    keys: dict[str, _Key] = {}
+    for jwk in key_set:
+        spec = raw[jwk.key_id]
+        allowed = RSA_ALGORITHMS if spec["kty"] == "RSA" else EC_ALGORITHMS.get(spec.get("crv"), frozenset())
+        if spec.get("alg"):
+            allowed = allowed & {spec["alg"]}
+        if allowed:
+            keys[jwk.key_id] = _Key(jwk, allowed)
+    return keys
 
 
 class JwksCache:
-    """Keys per JWKS URL (or file), cached; one rate-limited refetch when a kid is unknown."""
+    """Keys per JWKS URL or file. Loads run in their own thread, outside the lock, one per source at
+    a time; a caller waits only when it has no usable key, and only for its own source. Failures back
+    off; the last good keys keep serving while a source is down, up to max_stale seconds.
 
-    def __init__(self, timeout: float = 3.0) -> None:
-        self._sets: dict[str, _KeySet] = {}
+    PyJWKClient does not fit: it keeps no stale keys, does not share a fetch in flight and reads the
+    whole body before any size check.
+    """
+
+    def __init__(self, max_stale_seconds: float) -> None:
+        self._sources: dict[str, _Source] = {}
         self._lock = threading.Lock()
-        self._timeout = timeout
-        self._session = requests.Session()
-        self._session.trust_env = False
+        self._max_stale = float(max_stale_seconds)
+
+    def key(self, source: str, kid: str) -> _Key | None:
+        with self._lock:
+            entry = self._sources.setdefault(source, _Source())
+            found, fresh = self._lookup(entry, kid)
+            if found is not None and fresh:
+                return found
+            now = time.monotonic()
+            wanted = not fresh or now - entry.tried_at >= UNKNOWN_KID_REFETCH_SECONDS
+            if wanted and entry.loading is None and now >= entry.retry_at:
+                entry.loading = threading.Event()
+                entry.tried_at = now
+                threading.Thread(target=self._load_into, args=(source, entry, entry.loading),
+                                 name="jwks-load", daemon=True).start()
+            loading = entry.loading
+        if found is not None or loading is None:
+            return found  # a stale key serves while the refresh runs
+        loading.wait(JWKS_TIMEOUT_SECONDS + 0.5)
+        with self._lock:
+            return self._lookup(entry, kid)[0]
+
+    def _lookup(self, entry: _Source, kid: str) -> tuple[_Key | None, bool]:
+        if entry.good_at is None:
+            return None, False
+        age = time.monotonic() - entry.good_at
+        if age > max(self._max_stale, JWKS_TTL_SECONDS):
+            return None, False
+        return entry.keys.get(kid), age < JWKS_TTL_SECONDS
+
+    def _load_into(self, source: str, entry: _Source, done: threading.Event) -> None:
+        try:
+            keys = parse_jwks(orjson.loads(self._download(source)))
+        except Exception as exc:  # any failure of a load is the same outage to the callers
+            with self._lock:
+                entry.failures += 1
+                wait = BACKOFF_SECONDS[min(entry.failures, len(BACKOFF_SECONDS)) - 1]
+                entry.retry_at = time.monotonic() + wait
+            log.warning("could not load JWKS %s (%s); next attempt in %ss", source, exc, wait)
+        else:
+            with self._lock:
+                entry.keys, entry.good_at, entry.failures, entry.retry_at = keys, time.monotonic(), 0, 0.0
+        finally:
+            with self._lock:
+                entry.loading = None
+            done.set()
 
     @staticmethod
-    def _parse(data: object) -> dict[str, jwt.PyJWK]:
-        keys: dict[str, jwt.PyJWK] = {}
-        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-            return keys
-        for jwk in data["keys"]:
-            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
-                continue
-            if jwk.get("kty") == "oct":
-                continue  # symmetric keys are never accepted
-            try:
-                keys[jwk["kid"]] = jwt.PyJWK(jwk)
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
-                log.warning("ignoring an unusable key %s in a JWKS", jwk.get("kid"))
-        return keys
-
-    def _load(self, source: str) -> dict[str, jwt.PyJWK]:
+    def _download(source: str) -> bytes | bytearray:
         if source.startswith("file:"):
-            with open(source[5:], encoding="utf-8") as fh:
-                return self._parse(json.load(fh))
-        resp = self._session.get(source, timeout=self._timeout, allow_redirects=False,
-                                 headers={"Accept": "application/json"})
-        if resp.status_code != 200:
-            raise AuthError(f"JWKS {source} answered HTTP {resp.status_code}")
-        if len(resp.content) > 1_000_000:
-            raise AuthError(f"JWKS {source} is too large")
-        return self._parse(resp.json())
-
-    def key(self, source: str, kid: str) -> jwt.PyJWK | None:
-        now = time.monotonic()
-        with self._lock:
-            entry = self._sets.setdefault(source, _KeySet())
-            stale = now - entry.fetched_at > JWKS_TTL_SECONDS
-            unknown = kid not in entry.keys
-            may_refetch = now - entry.last_refetch > UNKNOWN_KID_REFETCH_SECONDS
-            if stale or (unknown and (may_refetch or not entry.fetched_at)):
+            with open(source[5:], "rb") as fh:
+                data = fh.read(JWKS_MAX_BYTES + 1)
+            if len(data) > JWKS_MAX_BYTES:
+                raise AuthError("the JWKS file is too large")
+            return data
+        deadline = time.monotonic() + JWKS_TIMEOUT_SECONDS
+        with requests.Session() as session:
+            session.trust_env = False
+            with session.get(source, timeout=JWKS_TIMEOUT_SECONDS, allow_redirects=False, stream=True,
+                             headers={"Accept": "application/json"}) as resp:
+                if resp.status_code != 200:
+                    raise AuthError(f"answered HTTP {resp.status_code}")
                 try:
-                    entry.keys = self._load(source)
-                    entry.fetched_at = now
-                except (OSError, ValueError, requests.RequestException, AuthError) as exc:
-                    log.warning("could not load JWKS %s: %s", source, type(exc).__name__)
-                if unknown:
-                    entry.last_refetch = now
-            return entry.keys.get(kid)
+                    return read_capped(resp, JWKS_MAX_BYTES, deadline)
+                except FhirFetchError as exc:
+                    raise AuthError(exc.reason) from None
 
 
 class Verifier:
-    def __init__(self, auth_settings: dict, public_base_url: str | None, store) -> None:
+    def __init__(self, auth_settings, public_base_url: str | None, store) -> None:
         self.settings = auth_settings
         self.base = (public_base_url or "").rstrip("/")
         self.store = store
-        self.clients = {c["iss"]: c for c in auth_settings.get("clients", []) if isinstance(c, dict) and c.get("iss")}
-        self.jwks = JwksCache()
+        self.clients = {c.iss: c for c in auth_settings.clients}
+        self.jwks = JwksCache(auth_settings.jwks_max_stale_seconds)
 
     def verify(self, token: str, audience: str) -> dict:
         """The verified claims, or AuthError saying why (never including the token)."""
@@ -118,7 +184,7 @@ class Verifier:
         if not isinstance(kid, str):
             raise AuthError(f"{context}: no kid in the header")
         key = self._key_for(client, header, kid, context)
-        skew = int(self.settings.get("clock_skew_seconds", 60))
+        skew = self.settings.clock_skew_seconds
         try:
             claims = jwt.decode(token, key=key, algorithms=[alg], audience=audience, issuer=iss, leeway=skew,
                                 options={"require": ["exp", "iat", "iss", "aud", "jti"]})
@@ -134,12 +200,15 @@ class Verifier:
             raise AuthError(f"{context}: missing claim {exc.claim}") from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"{context}: {type(exc).__name__}") from None
+        for claim in ("exp", "iat"):
+            if not isinstance(claims[claim], (int, float)) or isinstance(claims[claim], bool):
+                raise AuthError(f"{context}: {claim} is not a number")
         lifetime = claims["exp"] - claims["iat"]
-        if lifetime > int(self.settings.get("max_lifetime_seconds", 3600)):
+        if lifetime > self.settings.max_lifetime_seconds:
             raise AuthError(f"{context}: lifetime {lifetime}s is longer than allowed")
         if claims["iat"] > time.time() + skew:
             raise AuthError(f"{context}: issued in the future")
-        tenant = client.get("tenant")
+        tenant = client.tenant
         if tenant and claims.get("tenant") != tenant:
             raise AuthError(f"{context}: tenant does not match")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
@@ -149,23 +218,23 @@ class Verifier:
         return claims
 
     def _key_for(self, client: dict, header: dict, kid: str, context: str):
-        sources = []
-        jku = header.get("jku")
-        allowed = client.get("jku") or []
+        allowed = client.jku
         if isinstance(allowed, str):
             allowed = [allowed]
-        if jku is not None:
-            if jku not in allowed:
-                raise AuthError(f"{context}: jku {jku!r} is not on the issuer's allow-list (not fetched)")
-            sources.append(jku)
-        if client.get("jwks_file"):
-            sources.append("file:" + client["jwks_file"])
+        jku = header.get("jku")
+        own_file = ["file:" + client.jwks_file] if client.jwks_file else []
         if jku is None:
-            sources += allowed
+            sources = own_file + allowed
+        elif jku in allowed:
+            sources = [jku] + own_file
+        else:
+            # Never fetched; a key exchanged out of band (the CDS Hooks sandbox's way) still counts.
+            sources = own_file
+            context += f" jku={jku!r} (not on the allow-list, not fetched)"
         for source in sources:
             key = self.jwks.key(source, kid)
             if key is not None:
-                if key.key_type == "oct" or (key.algorithm_name and key.algorithm_name != header.get("alg")):
+                if header.get("alg") not in key.algorithms:
                     raise AuthError(f"{context}: key does not match the algorithm")
-                return key.key
+                return key.jwk.key
         raise AuthError(f"{context}: kid not found in the issuer's JWKS")

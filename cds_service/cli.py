@@ -14,13 +14,20 @@ from . import orders
 from .config import ConfigError, load_settings
 
 
-def server_options(host: str, port: int, workers: int, threads: int) -> dict:
+def server_options(host: str, port: int, workers: int, threads: int, receive_seconds: float = 10) -> dict:
     """The production gunicorn configuration (the benchmark serves its no-op baseline with it too)."""
+    def post_worker_init(worker):
+        worker.receive_seconds = float(receive_seconds)
+
     return {
         "bind": f"{host}:{port}",
         "workers": workers or os.cpu_count() or 1,
-        "worker_class": "gthread",
+        "worker_class": "cds_service.worker.RequestDeadlineWorker",  # gthread + a deadline per request
+        "post_worker_init": post_worker_init,
         "threads": threads,
+        # Instances on one machine shared ~/.gunicorn/gunicorn.ctl and one exiting removed
+        # another's; in a container the path is not writable. Nothing here uses it.
+        "control_socket_disable": True,
         "accesslog": None,  # one line per request comes from the service's own log, without PHI
         "errorlog": "-",
         "loglevel": "info",
@@ -35,9 +42,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
-    overrides = {"demo": True} if args.demo else {}
+    # The demo's FHIR server, if any, is a local one.
+    overrides = {"demo": True, "fhir": {"allow_private_networks": True}} if args.demo else {}
     try:
-        load_settings(overrides)  # fail fast, in the foreground, on a bad configuration
+        settings = load_settings(overrides)  # fail fast, in the foreground, on a bad configuration
         orders.validate_orderables()  # … or a knowledge-base order that is not valid FHIR
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
@@ -62,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     class Server(BaseApplication):
         def load_config(self):
-            options = server_options(args.host, args.port, args.workers, args.threads)
+            options = server_options(args.host, args.port, args.workers, args.threads,
+                                     settings.http.header_timeout_seconds)
             options["worker_exit"] = worker_exit
             options["child_exit"] = child_exit
             for key, value in options.items():
@@ -89,7 +98,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     if args.fhir_server:
         body["fhirServer"] = args.fhir_server
-    overrides: dict = {"db": ":memory:", "demo": True}  # offline review never writes the ledger
+    # Offline review never writes the ledger; its --fhir-server is usually a local one.
+    overrides: dict = {"db": ":memory:", "demo": True, "fhir": {"allow_private_networks": True}}
     if args.as_of:
         overrides["as_of"] = args.as_of
         ext = body.get("extension")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -13,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, terminology, validation
+from .fhir_client import resolves_to_private
 from .record import DataUnavailable
 from .registry import SERVICES, evaluate_request, knowledge_version
 from .store import HOOK_INSTANCE_MAX, StoreUnavailable, UnstorableValue, feedback_problems, text_problem
@@ -44,7 +46,14 @@ def state():
 
 
 def _read_json_object() -> dict:
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        # A browser sends text/plain cross-origin without a preflight: refusing it keeps web pages out.
+        raise ApiError(415, "not-supported", "the request body must be JSON: send Content-Type application/json")
     raw = request.get_data(cache=False)
+    if request.content_length is None and len(raw) >= current_app.config["MAX_CONTENT_LENGTH"]:
+        # A chunked body is cut at the limit rather than refused (werkzeug): refuse it here.
+        raise ApiError(413, "too-long", "the request body is larger than this service accepts")
     if not raw:
         raise ApiError(400, "invalid", "the request body is empty; a JSON object is required")
     try:
@@ -61,12 +70,20 @@ def _check_fhir_server(body: dict) -> None:
     server = body.get("fhirServer")
     if not isinstance(server, str):
         return
+    try:
+        urlsplit(server).hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket, which the schema's uri format lets through
+        raise ApiError(400, "invalid", "fhirServer is not a valid URL") from None
     fhir = state().settings.fhir
     if fhir.require_https and not server.lower().startswith("https://"):
         raise ApiError(400, "security", "fhirServer must use https")
     allowed = fhir.allowed_servers
-    if allowed is not None and server.rstrip("/") not in {a.rstrip("/") for a in allowed}:
-        raise ApiError(400, "security", "fhirServer is not on this service's list of allowed FHIR servers")
+    if allowed is not None:
+        if server.rstrip("/") not in {a.rstrip("/") for a in allowed}:
+            raise ApiError(400, "security", "fhirServer is not on this service's list of allowed FHIR servers")
+    elif not fhir.allow_private_networks and resolves_to_private(server):
+        raise ApiError(400, "security", "fhirServer is a loopback, private or link-local address, which this "
+                                        "service does not call unless configured to (fhir.allowed_servers)")
 
 
 def _today(body: dict) -> dt.date:
@@ -91,12 +108,11 @@ def discovery():
 def call_service(service_id: str):
     service = SERVICES.get(service_id)
     if service is None:
-        raise ApiError(404, "not-found", f"no CDS service with id '{service_id[:64]}'")
+        raise ApiError(404, "not-found", "no CDS service with the id in this URL")
     state().authenticate(request, "service")
     body = _read_json_object()
     if body.get("hook") != service.hook and isinstance(body.get("hook"), str):
-        raise ApiError(400, "invalid", f"this service answers the {service.hook} hook, not "
-                                       f"'{body['hook'][:40]}'")
+        raise ApiError(400, "invalid", f"field hook: this service answers the {service.hook} hook only")
     problems = validation.request_problems(service.hook, body)
     if problems:
         raise ApiError(400, "invalid", "invalid CDS Hooks request: " + "; ".join(problems))
@@ -133,7 +149,7 @@ def call_service(service_id: str):
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str):
     if service_id not in SERVICES:
-        raise ApiError(404, "not-found", f"no CDS service with id '{service_id[:64]}'")
+        raise ApiError(404, "not-found", "no CDS service with the id in this URL")
     state().authenticate(request, "feedback")
     body = _read_json_object()
     problems = validation.feedback_problems(body)

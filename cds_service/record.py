@@ -13,11 +13,15 @@ cannot be had raises DataUnavailable (the HTTP layer answers 412).
 
 from __future__ import annotations
 
+import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .fhir_client import FhirClient, FhirFetchError
+from .fhir_client import FhirClient, FhirFetchError, NotAwaited
+
+log = logging.getLogger(__name__)
 
 _MISSING = object()
 
@@ -126,7 +130,7 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
     values: dict[str, dict | None] = {}
     problems: dict[str, str] = {}
     jobs = {}
-    deadline = time.monotonic() + fhir_settings.total_budget_seconds
+    budget = client.budget()
     for key, template in prefetch_templates.items():
         value = prefetch.get(key, _MISSING)
         if value is None:
@@ -134,7 +138,7 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
             continue
         if value is not _MISSING and not is_failure(value):
             if has_next(value) and base:
-                jobs[key] = (lambda v=value: client.continue_bundle(base, token, v, deadline))
+                jobs[key] = (lambda v=value: client.continue_bundle(base, token, v, budget))
             elif has_next(value):
                 problems[key] = "the prefetched search has more pages and no fhirServer was given"
             else:
@@ -145,13 +149,18 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
                              else "not prefetched and no fhirServer was given")
             continue
         url = fill_template(template, context)
-        jobs[key] = (lambda u=url: client.read(base, token, u, deadline))
+        jobs[key] = (lambda u=url: client.read(base, token, u, budget))
 
     started = time.monotonic()
+    if any(k in required for k in problems):
+        jobs = {}  # the answer is 412 already: nothing worth fetching
     if jobs:
-        for key, result in client.run_all(jobs, deadline).items():
+        for key, result in client.run_all(jobs, budget, required).items():
+            if isinstance(result, NotAwaited):
+                continue  # the answer is 412 already, for the key that failed
             if isinstance(result, FhirFetchError):
-                problems[key] = str(result)
+                problems[key] = str(result)  # the same for every cause; the log says which
+                log.warning("FHIR fetch failed", extra={"fields": {"key": key, "reason": result.reason}})
             else:
                 values[key] = result
     record = PatientRecord(patient_id=patient_id, fetch_count=len(jobs),
@@ -159,7 +168,10 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
 
     hard = {k: v for k, v in problems.items() if k in required}
     if hard:
+        budget.release()
         raise DataUnavailable(hard)
+    if jobs:  # the worker's byte allowance is held for as long as the fetched data lives
+        weakref.finalize(record, budget.release)
     record.unavailable = {k: v for k, v in problems.items() if k not in required}
 
     seen: set[tuple[str, str]] = set()

@@ -132,9 +132,13 @@ def store_env(config: dict) -> dict:
     return env
 
 
+# The local FHIR servers of the tests listen on 127.0.0.1, which the service refuses by default.
+LOOPBACK_FHIR = {"fhir": {"allow_private_networks": True}}
+
+
 @pytest.fixture
 def app(store_config):
-    app = create_app({**store_config(), "demo": True})
+    app = create_app({**store_config(), **LOOPBACK_FHIR, "demo": True})
     yield app
     app.extensions["cds"].store.close()
 
@@ -145,9 +149,9 @@ def make_app(store_config):
     made = []
 
     def make(config: dict | None = None):
-        base = {**store_config(), "demo": True}
+        base = {**store_config(), **LOOPBACK_FHIR, "demo": True}
         for key, value in (config or {}).items():
-            base[key] = value
+            base[key] = {**base[key], **value} if key == "fhir" else value
         a = create_app(base)
         made.append(a)
         return a

@@ -130,7 +130,7 @@ def test_unreachable_fhir_server_is_412_and_token_not_echoed(client):
     response = post(client, PV, body)
     assert response.status_code == 412
     text = response.get_data(as_text=True)
-    assert "could not be reached" in text and TOKEN not in text
+    assert "FHIR server unavailable" in text and TOKEN not in text
 
 
 def test_no_prefetch_and_no_fhir_server_is_412(client):

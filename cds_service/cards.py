@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 
@@ -133,12 +134,15 @@ def _groups(findings: list[Finding], f: Facts, hook: str, *, merge: bool, eviden
         else:
             by_order[ref] = _Group([x])
             groups.append(by_order[ref])
-    # Evidence notes ride on their order's card; alone they are a card only when configured.
+    # Evidence notes ride on their order's card; alone they are a card only when configured. Within a
+    # level the finding that says to remove the order leads the card (its summary is the card's), and
+    # advice to add something (naloxone, a first-line alternative) follows the interactions.
     kept = []
     for g in groups:
         if all(x.rule.evidence_only for x in g.findings) and not evidence_alone:
             continue
-        g.findings.sort(key=lambda x: (x.rule.evidence_only, -x.rank, x.rule.order))
+        g.findings.sort(key=lambda x: (x.rule.evidence_only, -x.rank, not _says_remove(x), x.rule.advisory,
+                                       x.rule.order))
         kept.append(g)
     return sorted(kept, key=lambda g: (-g.top.rank, g.top.rule.order))
 
@@ -184,6 +188,11 @@ def _group_suggestions(g: _Group, taken: dict[str, tuple], notes: dict[int, list
                 replacement_given = True
             taken.setdefault(s.key, (g, s))
             out[s.key] = (s, [x])
+    # A replacement of the order is the recommended way to remove it; plain removal stays offered.
+    replaced = {s.key.split(":")[1] for s, _ in out.values() if s.key.startswith("replace:")}
+    for key, (s, proposers) in list(out.items()):
+        if key.startswith("delete:") and key[len("delete:"):] in replaced and s.recommended:
+            out[key] = (dataclasses.replace(s, recommended=False), proposers)
     if dropped:
         notes.setdefault(id(g), []).append(
             f"Not offered: {'; '.join(dict.fromkeys(dropped))} — “{remove[0].summary}” says to remove this order.")
@@ -226,7 +235,7 @@ def _group_summary(g: _Group) -> str:
 def _card(g: _Group, items, notes: list[str]) -> BuiltCard:
     source_ids: list[str] = []
     for x in g.findings:
-        source_ids += [s for s in x.rule.sources if s not in source_ids]
+        source_ids += [s for s in (x.sources or x.rule.sources) if s not in source_ids]
     primary = knowledge.sources()[source_ids[0]]
     top = g.top.rule
     topic = g.topic or {"system": knowledge.RULE_SYSTEM, "code": top.id, "display": top.title}

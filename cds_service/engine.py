@@ -18,7 +18,7 @@ RED_FLAG_FAMILIES = {"red-flag", "thoracic"}
 ROUTINE_RULES = {"first-line.conservative", "nonpharm.therapy", "assessment.start-back", "monitoring.early-review",
                  "monitoring.reevaluate", "second-line.options", "imaging.persistent-radiculopathy"}
 ROUTINE_AT_INFO = {"red-flag.fracture", "thoracic.differential"}
-EMERGENCY_NOTE = "\n\nRoutine back-pain care resumes once this is excluded."
+EMERGENCY_NOTE = "\n\nRoutine back-pain care resumes once this is treated or ruled out."
 
 
 def _red_flag_levels(f: Facts, hook: str) -> tuple[str, ...]:

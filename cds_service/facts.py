@@ -244,6 +244,7 @@ class ProcedureFact:
     modality: str | None  # "MR", "CT", "XR" for imaging
     date: dt.date | None
     text: str
+    codes: frozenset[str] = frozenset()  # the codes it carries (tells one study from another)
 
 
 @dataclass
@@ -444,7 +445,13 @@ class Facts:
             return "onset unknown"
         weeks = self.duration_days // 7
         days = self.duration_days
-        ago = f"{weeks} week{'s' if weeks != 1 else ''} ago" if days >= 14 else f"{days} day{'s' if days != 1 else ''} ago"
+        years = days // 365
+        if years >= 2:  # "617 weeks ago" reads badly: long episodes in years
+            ago = f"{years} years ago"
+        elif days >= 14:
+            ago = f"{weeks} week{'s' if weeks != 1 else ''} ago"
+        else:
+            ago = f"{days} day{'s' if days != 1 else ''} ago"
         if recorded_only:
             return f"onset not recorded; first recorded {start.isoformat()}, {ago}"
         return f"onset {start.isoformat()}, {ago}"
@@ -1092,7 +1099,7 @@ def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
     text = code.get("text") if isinstance(code.get("text"), str) else next((k.display for k in codes if k.display), "")
     date = first_date(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod",
                       "authoredOn", "performedString")
-    return ProcedureFact(ref, sets, _modality(sets, codes, text, T), date, text)
+    return ProcedureFact(ref, sets, _modality(sets, codes, text, T), date, text, frozenset(k.code for k in codes))
 
 
 _VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")

@@ -168,6 +168,15 @@ def replace_draft(ref: str, name: str, keys: str | list[str], ctx: Ctx, *, recom
                       f"Replace {name} with {what}", actions, recommended, f"replacing {name} with {what}")
 
 
+def replace_service_draft(ref: str, name: str, key: str, ctx: Ctx, **kwargs) -> Suggestion:
+    """One suggestion: delete a draft study and order the one the card asks for instead (e.g. the
+    same MRI without and with contrast), so that accepting it never orders both."""
+    item = service_item(key)
+    actions = [{"type": "delete", "description": f"Remove the draft order for {name}", "resourceId": ref},
+               {"type": "create", "description": f"Order: {item['label']}", "resource": service_request(key, ctx, **kwargs)}]
+    return Suggestion(_service_key(key), f"Replace {name} with {item['label']}", actions, True, item["label"])
+
+
 def update_draft(ref: str, resource: dict, label: str, *, recommended: bool = False) -> Suggestion:
     return Suggestion(f"update:{ref}", label,
                       [{"type": "update", "description": label, "resource": resource}], recommended, label)

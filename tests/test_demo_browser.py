@@ -40,10 +40,10 @@ def test_demo_page_shows_cards_as_an_ehr_sidebar(demo_server, tmp_path):
         assert "whole-spine MRI within 24 hours" in first.locator(".summary").inner_text()
         colour = first.evaluate("e => getComputedStyle(e).borderLeftColor")
         assert colour == "rgb(198, 40, 40)"  # critical is red
-        assert first.locator(".suggestion").first.inner_text() == "MRI thoracic spine without and with contrast"
+        assert first.locator(".suggestion").first.inner_text() == "MRI cervical spine without and with contrast"
         assert first.locator(".detail strong").first.inner_text() == "Why:"  # Markdown rendered, not raw
         assert "NG234" in first.locator(".links").inner_text() or "NICE" in first.locator(".links").inner_text()
-        assert "Routine back-pain care resumes once this is excluded" in first.locator(".detail").inner_text()
+        assert "Routine back-pain care resumes once this is treated or ruled out" in first.locator(".detail").inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo-spinal-metastases.png"), full_page=True)
         page.goto(demo_server.base + "/demo/pv_no_back_pain")

@@ -91,7 +91,7 @@ def test_metastases_with_radiculopathy_is_critical_whole_spine_within_24h(client
     card = cards[0]
     assert card["source"]["topic"]["code"] == "red-flag.malignancy" and card["indicator"] == "critical"
     orders = created(card, "ServiceRequest")
-    assert codes_of(orders) == {MRI_THORACIC_W_WO, MRI_LUMBAR_W_WO}
+    assert codes_of(orders) == {"mri-cervical-spine-w-wo", MRI_THORACIC_W_WO, MRI_LUMBAR_W_WO}  # the whole spine
     assert all(o["occurrencePeriod"] == {"start": "2026-03-01", "end": "2026-03-02"} for o in orders)
     assert "C79.51" in card["detail"] and card["detail"].count("C79.51") == 1
 

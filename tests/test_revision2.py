@@ -71,7 +71,7 @@ def test_no_order_select_rule_removes_a_study_patient_view_suggests(client, requ
 def test_emergency_stands_routine_care_down(client, name, rule):
     cards = cards_for(client, name)
     assert [c["source"]["topic"]["code"] for c in cards] == [rule] and cards[0]["indicator"] == "critical"
-    assert "Routine back-pain care resumes once this is excluded." in cards[0]["detail"]
+    assert "Routine back-pain care resumes once this is treated or ruled out." in cards[0]["detail"]
     assert not [c for c in cards if "naproxen" in json.dumps(c).lower()]
 
 

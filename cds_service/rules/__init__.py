@@ -30,6 +30,7 @@ class Finding:
     rule: "Rule | None" = None
     urgent: bool = False  # a red flag that puts routine care on hold ("Emergencies first")
     remove_order: bool = False  # the finding says the selected order should go (drops "keep it" suggestions)
+    sources: tuple[str, ...] = ()  # when this finding rests on other documents than the rule's (its primary first)
 
     @property
     def rank(self) -> int:
@@ -49,6 +50,7 @@ class Rule:
     needs_bp: bool = True
     order: int = 0
     evidence_only: bool = False  # a note on the order's card, never a card of its own (unless configured)
+    advisory: bool = False  # advice beside an order (add naloxone; try another drug first), not a hazard of it
 
     @property
     def family(self) -> str:
@@ -59,10 +61,11 @@ CATALOGUE: list[Rule] = []
 
 
 def rule(rule_id: str, *, title: str, hooks: tuple[str, ...], sources: tuple[str, ...], trigger: str,
-         levels: tuple[str, ...], suggests: str = "none", needs_bp: bool = True, evidence_only: bool = False):
+         levels: tuple[str, ...], suggests: str = "none", needs_bp: bool = True, evidence_only: bool = False,
+         advisory: bool = False):
     def register(fn: Callable[[Facts, dict], Finding | None]):
         CATALOGUE.append(Rule(rule_id, title, frozenset(hooks), sources, trigger, levels, suggests, fn,
-                              needs_bp, len(CATALOGUE), evidence_only))
+                              needs_bp, len(CATALOGUE), evidence_only, advisory))
         return fn
     return register
 

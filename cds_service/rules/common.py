@@ -8,7 +8,8 @@ from ..facts import Facts
 from . import ctx
 
 IMAGING_SETS = {"thoracic": ("spine_imaging_thoracic", "spine_imaging_any"),
-                "lumbar": ("spine_imaging_lumbar", "spine_imaging_any")}
+                "lumbar": ("spine_imaging_lumbar", "spine_imaging_any"),
+                "cervical": ("spine_imaging_any",)}  # only for whole-spine imaging (bone metastases)
 
 
 def imaging_on_record(f: Facts, region: str, modalities: tuple[str, ...]) -> bool:
@@ -25,8 +26,21 @@ def imaging(f: Facts, study: str, *, regions: tuple[str, ...] | None = None, pri
             continue
         key = {"mri_wo": f"mri_{region}_wo", "mri_w_wo": f"mri_{region}_w_wo", "xr": f"xr_{region}",
                "ct": f"ct_{region}"}[study]
-        out.append(orders.order_service(key, ctx(f), priority=priority, within_days=within_days, note=note))
+        options = {"priority": priority, "within_days": within_days, "note": note}
+        drafted = _drafted_study(f, region, {"mri_wo": "MR", "mri_w_wo": "MR", "xr": "XR", "ct": "CT"}[study])
+        if drafted is None:
+            out.append(orders.order_service(key, ctx(f), **options))
+        elif orders.service_item(key)["code"]["code"] not in drafted.codes:
+            # The clinician is ordering this study already, with other contrast: swap it, never add a second.
+            out.append(orders.replace_service_draft(drafted.ref, drafted.text or "the draft study", key, ctx(f),
+                                                    **options))
     return out
+
+
+def _drafted_study(f: Facts, region: str, modality: str):
+    """The selected draft imaging order of this region and modality, if the clinician is ordering one."""
+    sets = set(IMAGING_SETS[region])
+    return next((p for p in f.selected_imaging if p.modality == modality and p.valuesets & sets), None)
 
 
 def surgery_referral_on_record(f: Facts) -> bool:
@@ -53,8 +67,8 @@ def bp_text(f: Facts) -> str:
 
 def thoracic_note(f: Facts) -> str:
     if f.region == "thoracic":
-        return (" Most of this evidence comes from lumbar disease; for thoracic radiculopathy the "
-                "recommendation is extrapolated.")
+        return (" Most of this evidence comes from lumbar disease; for thoracic pain the recommendation is "
+                "extrapolated.")
     return ""
 
 

@@ -54,6 +54,11 @@ def pairs(f: Facts, own_classes: tuple[str, ...], other_classes: tuple[str, ...]
     return list(found.values())
 
 
+def short_name(d: Drug) -> str:
+    """How a summary names a drug: its ingredients ('oxycodone', 'alprazolam')."""
+    return "/".join(i.name for i in d.ingredients) or d.name.split()[0].lower()
+
+
 def drug_line(d: Drug) -> str:
     role = "Selected order" if d.selected else ("Other draft order" if d.is_draft else "Current")
     return f"{role}: {d.label}"

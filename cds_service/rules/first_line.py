@@ -60,18 +60,23 @@ def first_line_drug(f: Facts) -> tuple[list[orders.Suggestion], str]:
     return out, " ".join(notes) + f.unreadable_note("eGFR")
 
 
+def _relaxant_cautions(f: Facts) -> list[str]:
+    """Why a muscle relaxant is not for this patient (older age, liver disease, other CNS depressants)."""
+    caution = [f"age {f.age}"] if f.older_adult else []
+    caution += [c.label for c in f.conditions_in("hepatic_disease", "cirrhosis", "cirrhosis_decompensated")]
+    return caution + [d.name for d in _current(f, *MUSCLE_RELAXANT_CAUTION_CLASSES)]
+
+
 def _adjunct(f: Facts, nsaid_suggested: bool) -> tuple[list[orders.Suggestion], str]:
     """Cyclobenzaprine as an adjunct to the NSAID when spasm is on record and nothing cautions against it."""
-    if not nsaid_suggested:
-        return [], ""
     spasm = f.conditions_in("muscle_spasm")
+    caution = _relaxant_cautions(f)
     if not spasm:
-        return [], " With muscle spasm, a short course of a muscle relaxant can be added to the NSAID."
-    caution = []
-    if f.older_adult:
-        caution.append(f"age {f.age}")
-    caution += [c.label for c in f.conditions_in("hepatic_disease", "cirrhosis", "cirrhosis_decompensated")]
-    caution += [d.name for d in _current(f, *MUSCLE_RELAXANT_CAUTION_CLASSES)]
+        mention = nsaid_suggested and not caution
+        return [], " With muscle spasm, a short course of a muscle relaxant can be added to the NSAID." if mention else ""
+    if not nsaid_suggested:
+        return [], (f" Muscle spasm ({spasm[0].label}): a muscle relaxant is an adjunct to an NSAID, which is not "
+                    "suggested here.")
     if caution:
         return [], f" No muscle relaxant for the spasm ({spasm[0].label}): {'; '.join(caution)}."
     drug, why_not = suggest.drug(f, ["cyclobenzaprine_5"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import orders
 from ..facts import LOINC_PAIN, Facts
 from . import OS, PV, Finding, ctx, detail, rule
@@ -21,11 +23,17 @@ def _study_key(study) -> set[str]:
 
 def _suggested_today(f: Facts, found: dict) -> set[str]:
     """Imaging the patient-view findings suggest for this patient today: the red flags (any level),
-    the thoracic differential and persistent radiculopathy. Order-select never removes such a study."""
-    from .red_flags import thoracic_differential  # noqa: PLC0415 (same catalogue, defined earlier)
-    findings = [x for r, x in found.items() if r.startswith("red-flag.")]
-    findings += [x for x in (thoracic_differential(f, found), persistent_radiculopathy(f, found)) if x]
-    return {s.key for x in findings for s in x.suggestions}
+    the thoracic differential and persistent radiculopathy, as they would be without the drafted study
+    (a card never suggests the study being ordered). Order-select never removes such a study."""
+    from . import CATALOGUE  # noqa: PLC0415 (the rules are registered by now)
+    chart = replace(f, selected_imaging=[])
+    pv_found: dict = {}
+    for rule in CATALOGUE:
+        if rule.family in {"red-flag", "thoracic"} or rule.id == "imaging.persistent-radiculopathy":
+            finding = rule.evaluate(chart, pv_found)
+            if finding is not None:
+                pv_found[rule.id] = finding
+    return {s.key for x in pv_found.values() for s in x.suggestions}
 
 
 def _red_flag_at_warning(found: dict) -> bool:
@@ -149,9 +157,9 @@ def surgical_referral(f: Facts, found: dict) -> Finding | None:
     radic_days = f.days_since_onset(f.radic_conditions)
     stenosis = f.conditions_in("spinal_stenosis", include_indications=False)
     stenosis_days = f.days_since_onset(stenosis)
-    facts = []
+    facts, radicular = [], False
     if f.has_radic and radic_days is not None and radic_days > chronic_days and severe:
-        facts = [c.label for c in f.radic_conditions] + [f"{radic_days // 7} weeks since onset"]
+        facts, radicular = [c.label for c in f.radic_conditions] + [f"{radic_days // 7} weeks since onset"], True
     elif stenosis and stenosis_days is not None and stenosis_days > chronic_days and (
             f.has("neurogenic_claudication") or severe):
         facts = [c.label for c in stenosis] + [f"{stenosis_days // 7} weeks since onset"]
@@ -159,17 +167,23 @@ def surgical_referral(f: Facts, found: dict) -> Finding | None:
         return None
     if severe:
         facts.append(f"pain score {pain.value:g}/10 on {pain.date.isoformat()}")
+    weeks = f"{f.params['CHRONIC_WEEKS']:g} weeks"
+    if radicular:
+        return Finding(
+            "info", f"Persistent disabling radicular pain beyond {weeks}: spine surgery referral",
+            detail(facts, "refer for a surgical opinion; discectomy relieves radicular pain faster than continued "
+                   f"conservative care. Shared decision: outcomes converge by 1–2 years.{f.unreadable_note('pain')}",
+                   "NASS guideline: lumbar disc herniation with radiculopathy — discectomy gives faster relief than "
+                   "medical care (Grade B); NICE NG59."),
+            surgery_referral(f))
     return Finding(
-        "info",
-        f"Persistent disabling radicular or stenosis symptoms beyond {f.params['CHRONIC_WEEKS']:g} weeks: "
-        "spine surgery referral",
-        detail(facts, "refer for a surgical opinion; discectomy relieves radicular pain faster than continued "
-               "conservative care, and decompression helps neurogenic claudication. Shared decision: outcomes "
-               f"converge by 1–2 years.{f.unreadable_note('pain')}",
-               "NASS guideline: lumbar disc herniation with radiculopathy — discectomy gives faster relief than "
-               "medical care (Grade B); NICE NG59."),
-        surgery_referral(f),
-    )
+        "info", f"Spinal stenosis with neurogenic claudication or severe pain beyond {weeks}: spine surgery referral",
+        detail(facts, "refer for a surgical opinion on decompression when claudication or pain limits walking "
+               "despite conservative care; a shared decision, as symptoms can stay stable for years."
+               f"{f.unreadable_note('pain')}",
+               "NICE NG59: consider spinal decompression for spinal stenosis when non-surgical treatment has "
+               "not helped."),
+        surgery_referral(f), sources=("NICE-NG59", "JENSEN2019"))
 
 
 @rule("imaging.nonspecific", title="Spine MRI or CT for non-specific back pain", hooks=(OS,),

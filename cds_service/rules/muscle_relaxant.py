@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import orders
 from ..facts import Facts
 from . import OS, PV, Finding, ctx, detail, rule
-from .drugs import drug_finding, drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import short_name, drug_finding, drug_line, fix_suggestions, pairs, review_note, subjects
 
 RELAXANT = ("skeletal_muscle_relaxant",)
 BEERS_RELAXANTS = ("carisoprodol", "chlorzoxazone", "cyclobenzaprine", "metaxalone", "methocarbamol", "orphenadrine")
@@ -104,7 +104,9 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
     cns = {frozenset(i.name for i in d.ingredients): d for d in f.current + f.selected if "cns_active" in d.classes}
     level = "critical" if len(cns) >= 3 else "warning"
     summary = (f"{len(cns)} CNS depressants including a muscle relaxant: respiratory depression risk — avoid"
-               if level == "critical" else "Muscle relaxant with an opioid, benzodiazepine or gabapentinoid: sedation risk")
+               if level == "critical" else
+               f"{short_name(relaxants[0]).capitalize()} with {short_name(found_pairs[0].other)}: sedation and "
+               "breathing risk — avoid")
     return drug_finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
                     "Combining CNS-active drugs raises the risk of falls, over-sedation and respiratory depression; "
                     "the opioid + benzodiazepine + muscle relaxant combination is the most dangerous.",

@@ -122,7 +122,7 @@ def _non_opioid_instead(f: Facts, drug: Drug) -> list[orders.Suggestion]:
       trigger="a selected non-MOUD opioid for back pain, no current or recent (90 days) non-MOUD opioid, and no NSAID, "
               "muscle relaxant, acetaminophen, gabapentinoid, duloxetine, TCA or non-drug therapy current or on "
               "record in 90 days",
-      levels=("warning",), suggests="replace with naproxen 500 mg (when an NSAID is allowed); physical therapy")
+      levels=("warning",), advisory=True, suggests="replace with naproxen 500 mg (when an NSAID is allowed); physical therapy")
 def third_line(f: Facts, found: dict) -> Finding | None:
     drugs = _pain_subjects(f)
     if not drugs or _excluded(f):
@@ -157,7 +157,7 @@ def third_line(f: Facts, found: dict) -> Finding | None:
         keys = ["naproxen_500", "pantoprazole_40"] if f.nsaid_needs_ppi else ["naproxen_500"]
         why_not = suggest.label_problem(f, keys[0]) or suggest.warning_for(f, keys)  # suggest, then warn, never
         if why_not:
-            choice = f"Naproxen not suggested: {why_not[0].lower()}{why_not[1:]}."
+            choice = f"Naproxen not suggested: {suggest.sentence_case(why_not)}."
         else:
             suggestions += [orders.replace_draft(d.ref, d.name, keys, ctx(f), recommended=True) for d in drugs]
             choice = "Naproxen" + (" with pantoprazole" if f.nsaid_needs_ppi else "") + " instead."
@@ -200,7 +200,7 @@ def dose(f: Facts, found: dict) -> Finding | None:
 @rule("opioid.naloxone", title="Offer naloxone", hooks=(PV, OS), sources=("CDC2022",),
       trigger="an opioid (MOUD included) and no naloxone on record in 2 years, with MME ≥ 50, a benzodiazepine, "
               "a gabapentinoid, substance use or an overdose history (any status and date), or MOUD",
-      levels=("warning",), suggests="naloxone 4 mg nasal spray")
+      levels=("warning",), advisory=True, suggests="naloxone 4 mg nasal spray")
 def naloxone(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *OPIOID)
     partners = pairs(f, OPIOID, ("benzodiazepine", "gabapentinoid"))
@@ -375,7 +375,7 @@ def extended_release(f: Facts, found: dict) -> Finding | None:
                         "contraindicated — remove",
                         why, "this product, strength or dose can cause fatal respiratory depression in a patient who "
                         "is not opioid tolerant. Remove it; if an opioid is needed, start with immediate-release at "
-                        "the lowest dose.", "FDA labels; CDC 2022 recommendation 3.",
+                        "the lowest dose.", "CDC 2022 recommendation 3; FDA labels (opioid-tolerant patients only).",
                         _remove_selected(critical), critical, critical)
     if _excluded(f):
         return None

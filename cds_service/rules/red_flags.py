@@ -118,9 +118,8 @@ def malignancy(f: Facts, found: dict) -> Finding | None:
         summary = "History of cancer or weight loss with back pain: consider MRI with contrast"
     if mets:
         window = 1 if level == "critical" else 7
-        note = ("Whole spine (cervical, thoracic and lumbar) per NICE NG234; add the cervical spine to this "
-                "request.")
-        suggestions = imaging(f, "mri_w_wo", regions=("thoracic", "lumbar"),
+        note = "Whole spine (cervical, thoracic and lumbar) per NICE NG234."
+        suggestions = imaging(f, "mri_w_wo", regions=("cervical", "thoracic", "lumbar"),
                               priority="stat" if level == "critical" else "urgent", within_days=window, note=note)
         advice = ("With known bone metastases image the whole spine: within 24 hours with neurological "
                   "symptoms, within a week for pain alone (NICE NG234). Consider urgent oncology input.")
@@ -232,15 +231,21 @@ def thoracic_differential(f: Facts, found: dict) -> Finding | None:
         notes += f"\n\n{text[0].upper()}{text[1:]}: no imaging suggested."
     elif known:
         notes += "\n\nAlready on record: " + "; ".join(c.label for c in known) + "."
-    if low_threshold:
+    if low_threshold and not explained:
         notes += ("\n\nLow threshold for imaging: " + "; ".join(low_threshold) +
                   " (metastases are more common in thoracic than in lumbar pain).")
     if not f.persistent and not explained:
         notes += (f"\n\nNo MRI before {f.params['PERSISTENT_WEEKS']:g} weeks without a red flag: the order-select "
                   "service would advise against the same study.")
+    if explained:
+        name = explained_text(explained).split(" (")[0].removeprefix("likely explained by ")
+        summary = f"Thoracic pain likely explained by {name}: no spine imaging suggested"
+    elif f.has_radic:
+        summary = "Thoracic radicular pain: rule out zoster, diabetic radiculopathy, aortic, visceral and metastatic causes"
+    else:
+        summary = "Thoracic back pain: rule out zoster, aortic, visceral and metastatic causes"
     return Finding(
-        "info",
-        "Thoracic radicular pain: rule out zoster, diabetic radiculopathy, aortic, visceral and metastatic causes",
+        "info", summary,
         detail(facts, "thoracic radicular pain is less often discogenic than lumbar. Consider herpes zoster (rash "
                "may follow the pain), diabetic thoracic radiculopathy, aortic aneurysm or dissection, cardiac, "
                f"pulmonary, gastrointestinal and renal causes, and spinal metastases.{notes}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..facts import Facts
 from .. import orders
 from . import OS, PV, Finding, ctx, detail, rule
-from .drugs import drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import short_name, drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
 
 GABAPENTINOID = ("gabapentinoid",)
 DULOXETINE_EGFR_AVOID = 30  # label number, not a site parameter
@@ -23,8 +23,9 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
     if not drugs:
         return None
     others = list({p.other.ref: p.other for p in found_pairs}.values())
-    return drug_finding(f, "warning", "Gabapentinoid with " + ("an opioid or benzodiazepine" if others else
-                    "COPD or sleep apnoea") + ": respiratory depression — avoid or start low",
+    partner = (short_name(others[0]) if others else "COPD or sleep apnoea")
+    return drug_finding(f, "warning", f"{short_name(drugs[0]).capitalize()} with {partner}: respiratory depression — "
+                    "avoid or start low",
                     drugs, [drug_line(d) for d in drugs + others] + [c.label for c in resp],
                     "Gabapentin and pregabalin add to opioid and benzodiazepine respiratory depression, worst with "
                     "lung disease. Avoid the combination, or start at the lowest dose and monitor.",
@@ -52,10 +53,22 @@ def _reduce_frequency(f: Facts, drug, ingredient: str, maximum: int):
         return None
     label = f"Reduce {drug.name} to {times} time{'s' if times > 1 else ''} a day ({per_dose * times:g} mg/day)"
 
+    units_per_dose = None if dose.is_mass_mg else dose.value
+
     def change(resource):
         for dosage in resource.get("dosageInstruction", []):
             dosage["timing"] = {"repeat": {"frequency": times, "period": 1, "periodUnit": "d"}}
-            dosage["text"] = f"{per_dose:g} mg {times} time{'s' if times > 1 else ''} daily (renal dose)"
+            dosage["text"] = (f"{per_dose:g} mg {times} time{'s' if times > 1 else ''} daily (renal dose; no more "
+                              f"than {maximum:,} mg a day)")
+            dosage["maxDosePerPeriod"] = {"numerator": {"value": per_dose * times, "unit": "mg",
+                                                        "system": "http://unitsofmeasure.org", "code": "mg"},
+                                          "denominator": {"value": 1, "unit": "day",
+                                                          "system": "http://unitsofmeasure.org", "code": "d"}}
+        # Keep the supply: the same number of days, fewer units.
+        dispense = resource.get("dispenseRequest")
+        days = (dispense or {}).get("expectedSupplyDuration", {}).get("value") if isinstance(dispense, dict) else None
+        if isinstance(days, (int, float)) and units_per_dose and isinstance(dispense.get("quantity"), dict):
+            dispense["quantity"] = {**dispense["quantity"], "value": units_per_dose * times * days}
     return changed_draft(f, drug, change, label)
 
 
@@ -99,15 +112,20 @@ def renal(f: Facts, found: dict) -> Finding | None:
         why.append(f"eGFR {egfr.shown} on {egfr.date.isoformat()}")
     why += [c.label for c in ckd]
     level = "warning" if over else "info"
-    summary = ("Gabapentinoid dose above the maximum for this eGFR: reduce the dose" if over else
-               "Gabapentinoid with reduced kidney function: check the daily dose")
+    egfr_text = f"eGFR {egfr.shown}" if egfr else "CKD"
+    first = over[0] if over else None
+    first_mg = first.daily_mg("pregabalin" if first and first.has_ingredient("pregabalin") else "gabapentin") if first else None
+    summary = (f"{first.name.split()[0].capitalize()} {first_mg:,.0f} mg/day above the maximum for {egfr_text}: "
+               "reduce the dose" if over and first_mg else
+               "Gabapentinoid dose above the maximum for this eGFR: reduce the dose" if over else
+               f"Gabapentinoid with reduced kidney function ({egfr_text}): check the daily dose")
     culprits = over or unknown
     return Finding(level, summary,
                    detail(why, "gabapentin and pregabalin are cleared by the kidney; above the label maximum they cause "
                           "sedation, dizziness and falls. Gabapentin: eGFR 30–59 ≤ 1,400 mg/day, 15–29 ≤ 700, < 15 ≤ "
                           "300. Pregabalin: 30–60 ≤ 300, 15–30 ≤ 150, < 15 ≤ 75.",
-                          "FDA label: gabapentin (renal dosing; pregabalin's label likewise); AGS Beers Criteria "
-                          "(2023): reduce the dose.", review_note(culprits)),
+                          "FDA labels: gabapentin and pregabalin (renal dosing); AGS Beers Criteria (2023): reduce "
+                          "the dose.", review_note(culprits)),
                    extra + (fix_suggestions(f, over) if over else []), "at-most-one")
 
 
@@ -118,7 +136,7 @@ def _kidney_function_unknown(f: Facts, drugs) -> Finding:
                           f"no eGFR in the last {f.params['LAB_LOOKBACK_DAYS']:g} days"],
                           "gabapentin and pregabalin doses depend on kidney function, which declines with age; check "
                           f"eGFR before dosing or increasing.{unreadable}",
-                          "FDA label: gabapentin (renal dosing); AGS Beers Criteria (2023)."),
+                          "FDA labels: gabapentin and pregabalin (renal dosing); AGS Beers Criteria (2023)."),
                    [orders.order_service("egfr", ctx(f))])
 
 
@@ -155,7 +173,9 @@ def duloxetine(f: Facts, found: dict) -> Finding | None:
     if renal:
         why.append(f"eGFR {egfr.shown}" if egfr and egfr.below(DULOXETINE_EGFR_AVOID) else "CKD stage 4–5 or dialysis")
     why += [c.label for c in liver]
-    return drug_finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease, heavy alcohol use or tramadol",
+    reasons = ([f"eGFR {egfr.shown}" if egfr and egfr.below(DULOXETINE_EGFR_AVOID) else "CKD stage 4–5"] if renal
+               else []) + (["liver disease or alcohol use"] if liver else []) + (["tramadol"] if tramadol else [])
+    return drug_finding(f, "warning", f"Duloxetine with {' and '.join(reasons)}: avoid",
                         culprits, why,
                         "Duloxetine is not recommended with eGFR < 30, hepatic impairment or substantial alcohol use "
                         "(hepatotoxicity, raised levels); with tramadol it risks serotonin syndrome and seizures.",

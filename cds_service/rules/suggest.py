@@ -34,7 +34,7 @@ def _stale_note(f: Facts, text: str) -> str:
     for d in f.current:
         if d.possibly_stale and d.name.split()[0].lower() in text.lower():
             since = d.listed_since or d.date
-            return (f" Confirm whether the patient still takes {d.name.split()[0].lower()}"
+            return (f" confirm whether the patient still takes {d.name.split()[0].lower()}"
                     f"{f' (on the list since {since.year})' if since else ''}.")
     return ""
 
@@ -58,7 +58,8 @@ def warning_for(f: Facts, keys: list[str]) -> str | None:
         finding.rule = rule
         found[rule.id] = finding
         if finding.indicator in {"warning", "critical"}:
-            return finding.summary + _stale_note(f, finding.detail)
+            note = _stale_note(f, finding.detail)
+            return finding.summary.rstrip(".") + (f"; {note.strip().rstrip('.')}" if note else "")
     return None
 
 
@@ -76,6 +77,9 @@ def label_problem(f: Facts, key: str) -> str | None:
     if name in {"gabapentin", "duloxetine"} and f.older_adult and f.conditions_in("history_of_falls"):
         return f"{name} at age {f.age} with a history of falls (Beers 2023: avoid)"
     if name == "duloxetine":
+        if f.older_adult and f.egfr is None:
+            return (f"age {f.age} with no eGFR in the last {f.params['LAB_LOOKBACK_DAYS']:g} days: check kidney "
+                    "function first (duloxetine is avoided below eGFR 30)")
         if maoi or any(d.has_ingredient("linezolid") for d in f.current):
             return "duloxetine with a MAO inhibitor or linezolid: serotonin syndrome (label contraindication)"
         ssri = f.current_of("ssri")
@@ -84,14 +88,17 @@ def label_problem(f: Facts, key: str) -> str | None:
     return None
 
 
+def sentence_case(text: str) -> str:
+    """'NSAID with …' stays; 'Cyclobenzaprine with …' becomes 'cyclobenzaprine with …' mid-sentence."""
+    return text if len(text) > 1 and text[1].isupper() else text[:1].lower() + text[1:]
+
+
 def current_acetaminophen(f: Facts) -> str | None:
     """The current product that already contains acetaminophen, with its daily amount."""
     for d in f.current_of("acetaminophen"):
-        if d.possibly_stale:
-            continue
         mg = d.daily_mg("acetaminophen")
         amount = f", {mg:,.0f} mg acetaminophen a day" if mg else ""
-        return f"{d.name}{amount}"
+        return f"{d.name}{amount}{d.stale_note}"  # an old entry withholds too, and is to be confirmed
     return None
 
 
@@ -119,5 +126,5 @@ def drug(f: Facts, keys: list[str]) -> tuple[orders.Suggestion | None, str]:
     problem = label_problem(f, keys[0]) or warning_for(f, keys)
     if problem:
         what = orders.medication_item(keys[0])["label"].split(" ")[0]
-        return None, f"{what} not suggested: {problem[0].lower()}{problem[1:]}."
+        return None, f"{what} not suggested: {sentence_case(problem)}."
     return orders.order_medications(keys, ctx(f)), ""

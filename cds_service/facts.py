@@ -8,6 +8,7 @@ fields, and one malformed resource only loses that resource.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -67,13 +68,15 @@ def status_code(value: object) -> str | None:
     return None
 
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?", re.ASCII)
 
 
 def parse_date(value: object) -> dt.date | None:
     """FHIR date/dateTime/instant to a date (UTC when a time zone is given); partial dates round down."""
     if not isinstance(value, str):
         return None
+    if not value.isascii():
+        return None  # FHIR dates are ASCII digits; "２０２６" is not a date
     if len(value) == 10 and value[4] == "-" and value[7] == "-":
         try:
             return dt.date.fromisoformat(value)
@@ -87,6 +90,8 @@ def parse_date(value: object) -> dt.date | None:
             return stamp.date()
         except ValueError:
             pass
+        except OverflowError:
+            pass  # 0001-01-01T00:00+01:00 is before year 1 in UTC: keep the date as written
     m = _DATE.match(value)
     if not m:
         return None
@@ -640,10 +645,8 @@ def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indic
     if not sets:
         return None  # in no value set: no rule can use it
     onset = parse_date(res.get("onsetDateTime")) or period_start(res.get("onsetPeriod"))
-    onset_age = res.get("onsetAge")
-    if onset is None and birth and isinstance(onset_age, dict) and isinstance(onset_age.get("value"), (int, float)):
-        years = float(onset_age["value"]) / {"mo": 12, "wk": 52.18, "d": 365.25}.get(onset_age.get("code"), 1)
-        onset = birth + dt.timedelta(days=int(years * 365.25))
+    if onset is None and birth:
+        onset = _onset_from_age(res.get("onsetAge"), birth)
     if onset is None:
         onset = parse_date(res.get("onsetString")) if isinstance(res.get("onsetString"), str) else None
     recorded = parse_date(res.get("recordedDate")) or parse_date(res.get("dateRecorded")) \
@@ -652,6 +655,31 @@ def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indic
     code = res.get("code") if isinstance(res.get("code"), dict) else {}
     text = code.get("text") if isinstance(code.get("text"), str) else ""
     return ConditionFact(rid, sets, codes, text, onset, recorded, from_indication)
+
+
+AGE_UNITS_PER_YEAR = {"a": 1, "mo": 12, "wk": 52.18, "d": 365.25}
+
+
+def _onset_from_age(age: object, birth: dt.date) -> dt.date | None:
+    """birthDate + onsetAge; None when the age is not a number of a known unit or gives no real date."""
+    if not isinstance(age, dict) or not _finite(age.get("value")):
+        return None
+    unit = age.get("code")
+    per_year = AGE_UNITS_PER_YEAR.get(unit, 1) if isinstance(unit, str) else 1
+    try:
+        return birth + dt.timedelta(days=int(float(age["value"]) / per_year * 365.25))
+    except (OverflowError, ValueError):
+        return None  # an age of 1e300 years: no date
+
+
+def _finite(value: object) -> bool:
+    """A JSON number that is a real, finite value (not a bool, NaN, ±Infinity or an int beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _medication_concept(res: dict, record: PatientRecord) -> tuple[dict | None, list[dict]]:
@@ -871,7 +899,10 @@ def request_end(res: dict) -> dt.date | None:
     if start and days is not None:
         repeats = dispense.get("numberOfRepeatsAllowed")
         repeats = repeats if isinstance(repeats, int) and repeats >= 0 else 0
-        ends.append(start + dt.timedelta(days=days * (1 + repeats)))
+        try:
+            ends.append(start + dt.timedelta(days=days * (1 + repeats)))
+        except OverflowError:
+            pass  # a supply beyond the calendar: no end date
     return max(ends) if ends else None
 
 
@@ -902,7 +933,7 @@ def _modality(valuesets: frozenset[str], codes: list[Coded], text: str, T: Termi
     if not any(v.startswith("spine_imaging") for v in valuesets):
         return None
     for k in codes:
-        if k.system == CPT and k.code.isdigit():
+        if k.system == CPT and k.code.isascii() and k.code.isdigit():
             n = int(k.code)
             if 72141 <= n <= 72158:
                 return "MR"
@@ -924,6 +955,8 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
                 hook: str) -> Facts:
     patient = record.patient or {}
     birth = parse_date(patient.get("birthDate"))
+    if birth and birth > today:
+        birth = None  # a birth date after today cannot be read as an age
 
     conditions, history = [], []
     for res in record.conditions:
@@ -1075,7 +1108,7 @@ def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
     return ProcedureFact(ref, sets, _modality(sets, codes, text, T), date, text)
 
 
-_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
+_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d{1,9}(?:\.\d{1,9})?)\s*$", re.ASCII)
 
 
 def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
@@ -1118,10 +1151,11 @@ def _psychosocial_subscore(res: dict) -> float | None:
 
 def _observation_value(res: dict) -> tuple[float, str | None, str] | None:
     q = res.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-        comparator = q.get("comparator") if q.get("comparator") in {"<", "<=", ">", ">="} else None
-        return float(q["value"]), comparator, str(q.get("code") or q.get("unit") or "")
-    if isinstance(res.get("valueInteger"), int) and not isinstance(res.get("valueInteger"), bool):
+    if isinstance(q, dict) and _finite(q.get("value")):
+        comparator = q.get("comparator") if isinstance(q.get("comparator"), str) else None
+        unit = next((u for u in (q.get("code"), q.get("unit")) if isinstance(u, str) and u), "")
+        return float(q["value"]), comparator if comparator in {"<", "<=", ">", ">="} else None, unit
+    if isinstance(res.get("valueInteger"), int) and _finite(res["valueInteger"]):
         return float(res["valueInteger"]), None, ""
     s = res.get("valueString")
     if isinstance(s, str):

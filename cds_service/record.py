@@ -75,8 +75,9 @@ def is_failure(value: object) -> bool:
 
 
 def has_next(bundle: dict) -> bool:
-    return bundle.get("resourceType") == "Bundle" and any(
-        isinstance(l, dict) and l.get("relation") == "next" for l in bundle.get("link") or [])
+    links = bundle.get("link")
+    return bundle.get("resourceType") == "Bundle" and isinstance(links, list) and any(
+        isinstance(l, dict) and l.get("relation") == "next" for l in links)
 
 
 def fill_template(template: str, context: dict) -> str:
@@ -107,7 +108,8 @@ def _references_patient(resource: dict, patient_id: str) -> bool:
 
 def _resources(value: dict):
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or []:
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else []:  # "entry": 1.5 holds nothing
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                 yield entry["resource"]
     else:

@@ -191,7 +191,7 @@ def limit_supply(days: int, per_day: float | None):
         dispense = resource.setdefault("dispenseRequest", {})
         dispense["expectedSupplyDuration"] = {"value": days, "unit": "days", "system": "http://unitsofmeasure.org",
                                               "code": "d"}
-        if per_day:
+        if per_day and math.isfinite(per_day * days):
             quantity = dispense.get("quantity") if isinstance(dispense.get("quantity"), dict) else {}
             dispense["quantity"] = {**quantity, "value": math.ceil(per_day * days)}
         dispense.pop("numberOfRepeatsAllowed", None)

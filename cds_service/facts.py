@@ -68,6 +68,23 @@ def status_code(value: object) -> str | None:
     return None
 
 
+# Characters that make Markdown (GFM) links, images, emphasis, code or strikethrough; "<" starts raw
+# HTML and autolinks, "://" and "www." start GitHub's bare-URL autolinks. Everything else is left
+# as written, so that "ICD-10-CM M54.16" or "eGFR >60" read the same.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]~])")
+_BARE_URL = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|\b(www)(\.)")
+
+
+def markdown_text(value: object) -> str:
+    """Text taken from the record, made inert for card Markdown: on one line, with Markdown's special
+    characters backslash-escaped, "<" as "&lt;" and bare URLs broken. Card links come only from the
+    knowledge base; a record can neither add a link, an image nor HTML to a card."""
+    if not isinstance(value, str):
+        return ""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(value.split())).replace("<", "&lt;")
+    return _BARE_URL.sub(lambda m: "\\:" if m.group(1) else m.group(2) + "\\.", text)
+
+
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?", re.ASCII)
 
 
@@ -594,8 +611,7 @@ def _coded(concept: object) -> list[Coded]:
         system = normalise_system(c.get("system"))
         code = normalise_code(system, c.get("code"))
         if system and code:
-            out.append(Coded(system, code, c.get("display") if isinstance(c.get("display"), str) else "",
-                             str(c.get("code")).strip()))
+            out.append(Coded(system, code, markdown_text(c.get("display")), markdown_text(c.get("code"))))
     return out
 
 
@@ -653,8 +669,7 @@ def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indic
         or parse_date(res.get("assertedDate"))
     rid = res.get("id") if isinstance(res.get("id"), str) else None
     code = res.get("code") if isinstance(res.get("code"), dict) else {}
-    text = code.get("text") if isinstance(code.get("text"), str) else ""
-    return ConditionFact(rid, sets, codes, text, onset, recorded, from_indication)
+    return ConditionFact(rid, sets, codes, markdown_text(code.get("text")), onset, recorded, from_indication)
 
 
 AGE_UNITS_PER_YEAR = {"a": 1, "mo": 12, "wk": 52.18, "d": 365.25}
@@ -798,9 +813,10 @@ def _classify(T: Terminology, concept: dict | None, ingredient_concepts: list[di
         if not ingredients:
             ingredients = T.ingredients_in_text(text)
             by_name = bool(ingredients)
-        name = (concept.get("text") if isinstance(concept, dict) and isinstance(concept.get("text"), str) else None) \
-            or next((k.display for k in _coded(concept) if k.display), None) or text or "unnamed medication"
-        rxcui = next((k.code for k in _coded(concept) if k.system == RXNORM), None)
+        name = markdown_text(concept.get("text") if isinstance(concept, dict) else None) \
+            or next((k.display for k in _coded(concept) if k.display), None) or markdown_text(text) \
+            or "unnamed medication"
+        rxcui = next((k.as_recorded for k in _coded(concept) if k.system == RXNORM), None)
         result = _Classified(rxcui, name, tuple(ingredients), route_from_name(text), er_from_name(text), by_name)
     if len(_CLASSIFIED) > 50_000:
         _CLASSIFIED.clear()
@@ -1102,10 +1118,11 @@ def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
     for k in codes:
         sets = sets | T.procedure_valuesets(k.system, k.code)
     code = res.get("code") if isinstance(res.get("code"), dict) else {}
-    text = code.get("text") if isinstance(code.get("text"), str) else next((k.display for k in codes if k.display), "")
+    text = markdown_text(code.get("text")) or next((k.display for k in codes if k.display), "")
     date = first_date(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod",
                       "authoredOn", "performedString")
-    return ProcedureFact(ref, sets, _modality(sets, codes, text, T), date, text)
+    # The ref stands in the detail when there is no text; an id of a selected draft is plain already.
+    return ProcedureFact(markdown_text(ref), sets, _modality(sets, codes, text, T), date, text)
 
 
 _VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d{1,9}(?:\.\d{1,9})?)\s*$", re.ASCII)
@@ -1122,8 +1139,8 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
         date = first_date(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
         value = _observation_value(res)
         if value is None or date is None:
-            unreadable.append((codes[0], f"{concept_text(res.get('code')) or codes[0]} (LOINC {codes[0]}, "
-                                         f"{res.get('resourceType')}/{res.get('id')})"))
+            unreadable.append((codes[0], f"{markdown_text(concept_text(res.get('code'))) or codes[0]} (LOINC "
+                                         f"{codes[0]}, Observation/{markdown_text(str(res.get('id')))})"))
             continue
         number, comparator, unit = value
         if codes[0] == LOINC_TEMPERATURE:
@@ -1131,7 +1148,7 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
                 number, unit = (number - 32) * 5 / 9, "Cel"
             elif unit.lower() not in {"cel", "°c", "c", "degc"}:
                 unreadable.append((codes[0], f"body temperature in an unknown unit (LOINC 8310-5, "
-                                             f"Observation/{res.get('id')})"))
+                                             f"Observation/{markdown_text(str(res.get('id')))})"))
                 continue
         labs.setdefault(codes[0], []).append(
             Lab(codes[0], number, comparator, unit, date, f"Observation/{res.get('id')}",

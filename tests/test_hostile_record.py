@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -225,3 +226,131 @@ def test_every_listed_reproduction_at_once_keeps_the_critical_card(client):
     cards = _cards(client, body)
     assert cards[0]["indicator"] == "critical" and "red-flag.malignancy" in rules_of(cards)
 
+
+
+# -- item 6: record free text in card Markdown ------------------------------------------------------
+HOSTILE_TEXT = "[click](javascript:alert(1)) ![x](https://evil.example/t.png) <img src=x onerror=alert(1)>"
+MORE_HOSTILE = ["<script>alert(2)</script>", "<https://evil.example/auto>", "https://evil.example/bare",
+                "www.evil.example", "[ref]: javascript:alert(3)\n\n[ref]", "`code` *bold* _em_ ~~gone~~",
+                "line\n# heading\n<iframe src=https://evil.example>"]
+
+
+def _gfm(markdown: str) -> str:
+    """The card Markdown as an EHR renders it: GitHub Flavored Markdown (CDS Hooks 2.0), with raw
+    HTML let through so that any that survived would show."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+    return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+
+
+def _assert_inert(cards: list[dict]) -> None:
+    for card in cards:
+        for markdown in [card["summary"], card.get("detail", "")] + [s["label"] for s in card.get("suggestions", [])]:
+            rendered = _gfm(markdown)
+            assert not re.search(r"<(a|img|script|iframe)\b", rendered), rendered
+            assert "evil.example" not in " ".join(re.findall(r'(?:href|src)="([^"]*)"', rendered))
+            assert not re.search(r"<h\d>[^<]*heading", rendered), rendered  # record text cannot start a block
+
+
+def _all_record_text(body: dict, text: str, ids: bool = False) -> dict:
+    """Every text, display and medication name in the record's prefetch set to `text` (and, with
+    `ids`, every resource id: ids are copied into the detail too)."""
+    def visit(node):
+        if isinstance(node, dict):
+            for key in list(node):
+                if key in {"text", "display"} and isinstance(node[key], str):
+                    node[key] = text
+                else:
+                    visit(node[key])
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+    for key, value in body["prefetch"].items():
+        visit(value)
+        if ids and isinstance(value, dict):
+            for entry in value.get("entry", []):
+                if key != "patient":
+                    entry["resource"]["id"] = text
+    return body
+
+
+def test_condition_text_reaches_the_card_inert(client):
+    body = _mutated("pv_lumbar_radiculopathy_6_weeks",
+                    lambda b: _res(b, "conditions")["code"].__setitem__("text", HOSTILE_TEXT))
+    cards = _cards(client, body)
+    card = card_of(cards, "imaging.persistent-radiculopathy")
+    assert "(javascript:alert(1))" in card["detail"]  # the text is shown as written...
+    rendered = _gfm(card["detail"])
+    assert "[click](javascript:alert(1)) ![x](https://evil.example/t.png) &lt;img src=x onerror=alert(1)&gt;" \
+        in rendered  # ...as text: no link, no image, no HTML
+    assert not re.search(r"(?<!\\)\[click(?<!\\)\]\(", card["detail"])  # no Markdown link syntax survives
+    assert "<img" not in card["detail"]
+    _assert_inert(cards)
+
+
+def test_ordinary_record_text_is_unchanged(client):
+    cards = _cards(client, load_fixture("pv_lumbar_radiculopathy_6_weeks"))
+    assert "Radiculopathy, lumbar region (ICD-10-CM M54.16)" in card_of(cards, "imaging.persistent-radiculopathy")["detail"]
+
+
+@pytest.mark.parametrize("text", [HOSTILE_TEXT] + MORE_HOSTILE)
+@pytest.mark.parametrize("fixture", ["pv_lumbar_radiculopathy_6_weeks", "pv_current_nsaid_with_egfr_24",
+                                     "pv_chronic_radiculopathy_after_nsaid", "os_opioid_with_benzodiazepine",
+                                     "os_nsaid_with_lithium_text_only", "pv_spinal_metastases_with_radiculopathy"])
+def test_every_record_text_reaches_the_cards_inert(client, fixture, text):
+    """Condition, drug, procedure and observation texts and displays, and resource ids."""
+    body = _all_record_text(load_fixture(fixture), text, ids=True)
+    _assert_inert(_cards(client, body))
+
+
+def test_a_drug_named_only_in_text_reaches_the_card_inert(client):
+    def change(b):
+        for e in b["prefetch"]["medicationRequests"]["entry"]:
+            e["resource"]["medicationCodeableConcept"] = {"text": "ibuprofen 800 MG Oral Tablet " + HOSTILE_TEXT}
+    cards = _cards(client, _mutated("pv_current_nsaid_with_egfr_24", change))
+    card = card_of(cards, "nsaid.renal")
+    assert "ibuprofen 800 MG Oral Tablet \\[click\\]" in card["detail"]
+    _assert_inert(cards)
+
+
+def test_an_unreadable_lab_description_reaches_the_card_inert(client):
+    def change(b):
+        observation = _res(b, "observations")
+        observation["code"]["text"] = HOSTILE_TEXT
+        observation["id"] = HOSTILE_TEXT
+        observation["valueQuantity"]["value"] = "NaN"
+    cards = _cards(client, _mutated(EGFR_FIXTURE, change))
+    assert "not readable" in card_of(cards, "nsaid.older-adult")["detail"]
+    _assert_inert(cards)
+
+
+def test_the_demo_page_renders_no_record_link(make_app, tmp_path):
+    """GET /demo/<scenario> in Chromium: the hostile condition text shows as text, never as a link,
+    an image or HTML, and no script runs."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    body = load_fixture("pv_lumbar_radiculopathy_6_weeks")
+    _res(body, "conditions")["code"]["text"] = HOSTILE_TEXT
+    (folder / "hostile.json").write_text(json.dumps(body))
+    page_html = make_app({"demo_fixtures": str(folder)}).test_client().get("/demo/hostile").get_data(as_text=True)
+    assert 'href="javascript:' not in page_html and "<img" not in page_html
+    chromium = "/usr/bin/chromium"
+    assert Path(chromium).exists(), "Debian's chromium package is required (installed by .ci/run)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            dialogs = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.route("**/*", lambda route: route.abort())  # nothing leaves the page (no tracking image)
+            page.set_content(page_html)
+            detail = page.locator("article.card .detail").first
+            assert HOSTILE_TEXT in detail.inner_text()  # shown as written, as text
+            assert page.locator("a[href^='javascript:']").count() == 0
+            assert page.locator(".detail a, .detail img, .detail script").count() == 0
+            assert dialogs == []
+        finally:
+            browser.close()

@@ -185,9 +185,11 @@ def _one_dosage(dosage: dict) -> DailyAmount:
         return DailyAmount(total, dose.is_mass_mg, per_administration=dose, administrations_per_day=per_day)
     if cap is not None:
         return DailyAmount(cap.value, cap.is_mass_mg, per_administration=dose)
+    # A field that is there but cannot be read is said so: the clinician can look at the order.
     if dose is None:
-        return DailyAmount(None, reason="the dose is not given")
-    return DailyAmount(None, reason="the frequency is not given")
+        given = any(k in dosage for k in ("doseAndRate", "doseQuantity", "doseRange"))
+        return DailyAmount(None, reason="the dose cannot be read" if given else "the dose is not given")
+    return DailyAmount(None, reason="the frequency cannot be read" if timing else "the frequency is not given")
 
 
 _STRENGTH = re.compile(

@@ -101,6 +101,7 @@ def test_an_unreadable_frequency_keeps_the_benzodiazepine_card_and_says_mme_is_u
     cards = _cards(client, body)
     card = card_of(cards, "opioid.benzodiazepine")  # still fires; its level needs the MME it has not got
     assert "MME/day could not be calculated" in card["detail"]
+    assert "MME could not be calculated — the frequency cannot be read" in _mme_card_detail(cards) + card["detail"]
     assert "inf" not in card["detail"] and "nan" not in card["detail"].lower()
 
 

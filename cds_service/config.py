@@ -115,7 +115,8 @@ class FhirSettings(_Section):
     total_budget_seconds: float = Field(3.0, gt=0, description="all FHIR calls of one hook request together")
     max_pages: int = Field(10, ge=1, description="`next` links followed per search")
     max_response_bytes: int = Field(20_000_000, gt=0, description="per FHIR response body")
-    max_total_bytes: int = Field(20_000_000, gt=0, description="all FHIR response bodies of one hook request together")
+    max_total_bytes: int = Field(20_000_000, gt=0, description="FHIR response bytes a worker holds at once, all its requests together (so "
+                                 "also per request); over it the fetch fails")
     max_workers: int = Field(8, ge=1, description="concurrent FHIR fetches per worker")
     allowed_servers: list[str] | None = Field(
         None, description="`fhirServer` base URLs the service may call (others get 400 before any fetch); none = any")
@@ -131,8 +132,10 @@ class FhirSettings(_Section):
 class HttpSettings(_Section):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="request body limit (413 above)")
     cors_origins: list[str] = Field(default_factory=lambda: ["*"],
-                                    description="allowed CORS origins; preflight is never authenticated")
-    header_timeout_seconds: float = Field(10, gt=0, description="time a client has to send the request headers")
+                                    description="allowed CORS origins (answered as `*`, never with credentials); preflight "
+                                                "is never authenticated")
+    header_timeout_seconds: float = Field(10, gt=0, description="`serve`: time a client has to send a whole request "
+                                     "(line, headers, body) before the connection is closed")
 
 
 class AuthClient(_Section):

@@ -8,6 +8,7 @@ Nothing is guessed: a missing piece gives a reason instead of a number.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "m
 TIMING_CODES = {"QD": 1, "QOD": 0.5, "BID": 2, "TID": 3, "QID": 4, "Q4H": 6, "Q6H": 4, "Q8H": 3,
                 "Q12H": 2, "Q24H": 1, "AM": 1, "PM": 1, "QHS": 1, "HS": 1, "WAKE": 1}
 MASS_TO_MG = {"mg": 1.0, "mcg": 0.001, "ug": 0.001, "µg": 0.001, "g": 1000.0, "ng": 1e-6}
+
+
+OUT_OF_RANGE = "the dose and frequency give no real amount per day"
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,26 @@ class DailyAmount:
 
 
 def _num(value: object) -> float | None:
-    if isinstance(value, bool):
+    """A non-negative finite JSON number as a float (NaN, ±Infinity, 10**400 and bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if isinstance(value, (int, float)) and value >= 0:
-        return float(value)
-    return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """numerator ÷ denominator, or None when that is no finite number (a period of 5e-324 s)."""
+    if denominator <= 0:
+        return None
+    value = numerator / denominator
+    return value if math.isfinite(value) else None
+
+
+def _unit(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def as_list(value: object) -> list:
@@ -55,7 +74,7 @@ def _quantity_amount(q: object) -> Amount | None:
     value = _num(q.get("value"))
     if value is None:
         return None
-    unit = str(q.get("code") or q.get("unit") or "").strip().lower()
+    unit = (_unit(q.get("code")) or _unit(q.get("unit")) or "").strip().lower()
     if unit in MASS_TO_MG:
         return Amount(value * MASS_TO_MG[unit], True)
     return Amount(value, False)
@@ -82,12 +101,12 @@ def _per_day_from_repeat(repeat: dict) -> float | None:
     freq = _num(repeat.get("frequencyMax")) or _num(repeat.get("frequency"))
     # "period" with "periodMax": the shortest interval is the most often a PRN dose may be taken.
     period = _num(repeat.get("period"))
-    unit = repeat.get("periodUnit")
-    if period is None or period == 0 or unit not in PERIOD_DAYS:
+    unit = _unit(repeat.get("periodUnit"))
+    if period is None or unit not in PERIOD_DAYS:
         return None
     if freq is None:
         freq = 1.0
-    return freq / (period * PERIOD_DAYS[unit])
+    return _ratio(freq, period * PERIOD_DAYS[unit])
 
 
 def _per_day_from_code(timing: dict) -> float | None:
@@ -111,11 +130,14 @@ def _max_per_day(dosage: dict) -> Amount | None:
         num = _quantity_amount(ratio.get("numerator"))
         den = ratio.get("denominator")
         den_value = _num(den.get("value")) if isinstance(den, dict) else None
-        den_unit = (den.get("code") or den.get("unit")) if isinstance(den, dict) else None
-        if num and den_value and den_unit in PERIOD_DAYS:
-            return Amount(num.value / (den_value * PERIOD_DAYS[den_unit]), num.is_mass_mg)
-        if num and den_unit in {"day", "days"} and den_value:
-            return Amount(num.value / den_value, num.is_mass_mg)
+        den_unit = (_unit(den.get("code")) or _unit(den.get("unit"))) if isinstance(den, dict) else None
+        if not num or not den_value:
+            continue
+        days = den_value * PERIOD_DAYS[den_unit] if den_unit in PERIOD_DAYS else (
+            den_value if den_unit in {"day", "days"} else None)
+        per_day = _ratio(num.value, days) if days is not None else None
+        if per_day is not None:
+            return Amount(per_day, num.is_mass_mg)
     return None
 
 
@@ -126,7 +148,9 @@ def daily_amount(dosage_instructions: object) -> DailyAmount:
         return DailyAmount(None, reason="the order has no dosage instructions")
     by_sequence: dict[object, list[DailyAmount]] = {}
     for dosage in dosages:
-        by_sequence.setdefault(dosage.get("sequence"), []).append(_one_dosage(dosage))
+        sequence = dosage.get("sequence")
+        sequence = sequence if isinstance(sequence, (int, str)) else None  # a list or object is no sequence
+        by_sequence.setdefault(sequence, []).append(_one_dosage(dosage))
     totals: list[DailyAmount] = []
     for parts in by_sequence.values():
         failed = next((p for p in parts if p.per_day is None), None)
@@ -134,7 +158,10 @@ def daily_amount(dosage_instructions: object) -> DailyAmount:
             return failed
         if len({p.is_mass_mg for p in parts}) > 1:
             return DailyAmount(None, reason="the dosage mixes mass and dosage-unit doses")
-        totals.append(DailyAmount(sum(p.per_day for p in parts), parts[0].is_mass_mg,
+        total = sum(p.per_day for p in parts)
+        if not math.isfinite(total):
+            return DailyAmount(None, reason=OUT_OF_RANGE)
+        totals.append(DailyAmount(total, parts[0].is_mass_mg,
                                   per_administration=parts[0].per_administration,
                                   administrations_per_day=parts[0].administrations_per_day))
     return max(totals, key=lambda t: t.per_day)
@@ -150,15 +177,19 @@ def _one_dosage(dosage: dict) -> DailyAmount:
     cap = _max_per_day(dosage)
     if dose is not None and per_day is not None:
         total = dose.value * per_day
+        if not math.isfinite(total):
+            return DailyAmount(None, reason=OUT_OF_RANGE)
         # A maximum per period binds: PRN "at its maximum" is what the cap allows.
         if cap is not None and cap.is_mass_mg == dose.is_mass_mg:
             total = min(total, cap.value)
         return DailyAmount(total, dose.is_mass_mg, per_administration=dose, administrations_per_day=per_day)
     if cap is not None:
         return DailyAmount(cap.value, cap.is_mass_mg, per_administration=dose)
+    # A field that is there but cannot be read is said so: the clinician can look at the order.
     if dose is None:
-        return DailyAmount(None, reason="the dose is not given")
-    return DailyAmount(None, reason="the frequency is not given")
+        given = any(k in dosage for k in ("doseAndRate", "doseQuantity", "doseRange"))
+        return DailyAmount(None, reason="the dose cannot be read" if given else "the dose is not given")
+    return DailyAmount(None, reason="the frequency cannot be read" if timing else "the frequency is not given")
 
 
 _STRENGTH = re.compile(
@@ -192,14 +223,15 @@ def supply_days(request: dict, units_per_day: float | None) -> float | None:
     duration = dispense.get("expectedSupplyDuration")
     if isinstance(duration, dict):
         value = _num(duration.get("value"))
-        unit = duration.get("code") or duration.get("unit")
+        unit = _unit(duration.get("code")) or _unit(duration.get("unit"))
         if value is not None:
             unit = {"day": "d", "days": "d", "week": "wk", "weeks": "wk", "hour": "h", "hours": "h"}.get(unit, unit)
-            if unit in PERIOD_DAYS:
-                return value * PERIOD_DAYS[unit]
+            days = value * PERIOD_DAYS[unit] if unit in PERIOD_DAYS else None
+            if days is not None and math.isfinite(days):
+                return days
     quantity = dispense.get("quantity")
     if isinstance(quantity, dict) and units_per_day:
         value = _num(quantity.get("value"))
         if value is not None:
-            return value / units_per_day
+            return _ratio(value, units_per_day)
     return None

@@ -8,6 +8,7 @@ fields, and one malformed resource only loses that resource.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -67,13 +68,32 @@ def status_code(value: object) -> str | None:
     return None
 
 
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?")
+# Characters that make Markdown (GFM) links, images, emphasis, code or strikethrough; "<" starts raw
+# HTML and autolinks, "://" and "www." start GitHub's bare-URL autolinks. Everything else is left
+# as written, so that "ICD-10-CM M54.16" or "eGFR >60" read the same.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]~])")
+_BARE_URL = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|\b(www)(\.)")
+
+
+def markdown_text(value: object) -> str:
+    """Text taken from the record, made inert for card Markdown: on one line, with Markdown's special
+    characters backslash-escaped, "<" as "&lt;" and bare URLs broken. Card links come only from the
+    knowledge base; a record can neither add a link, an image nor HTML to a card."""
+    if not isinstance(value, str):
+        return ""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(value.split())).replace("<", "&lt;")
+    return _BARE_URL.sub(lambda m: "\\:" if m.group(1) else m.group(2) + "\\.", text)
+
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?", re.ASCII)
 
 
 def parse_date(value: object) -> dt.date | None:
     """FHIR date/dateTime/instant to a date (UTC when a time zone is given); partial dates round down."""
     if not isinstance(value, str):
         return None
+    if not value.isascii():
+        return None  # FHIR dates are ASCII digits; "２０２６" is not a date
     if len(value) == 10 and value[4] == "-" and value[7] == "-":
         try:
             return dt.date.fromisoformat(value)
@@ -87,6 +107,8 @@ def parse_date(value: object) -> dt.date | None:
             return stamp.date()
         except ValueError:
             pass
+        except OverflowError:
+            pass  # 0001-01-01T00:00+01:00 is before year 1 in UTC: keep the date as written
     m = _DATE.match(value)
     if not m:
         return None
@@ -615,8 +637,7 @@ def _coded(concept: object) -> list[Coded]:
         system = normalise_system(c.get("system"))
         code = normalise_code(system, c.get("code"))
         if system and code:
-            out.append(Coded(system, code, c.get("display") if isinstance(c.get("display"), str) else "",
-                             str(c.get("code")).strip()))
+            out.append(Coded(system, code, markdown_text(c.get("display")), markdown_text(c.get("code"))))
     return out
 
 
@@ -666,18 +687,40 @@ def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indic
     if not sets:
         return None  # in no value set: no rule can use it
     onset = parse_date(res.get("onsetDateTime")) or period_start(res.get("onsetPeriod"))
-    onset_age = res.get("onsetAge")
-    if onset is None and birth and isinstance(onset_age, dict) and isinstance(onset_age.get("value"), (int, float)):
-        years = float(onset_age["value"]) / {"mo": 12, "wk": 52.18, "d": 365.25}.get(onset_age.get("code"), 1)
-        onset = birth + dt.timedelta(days=int(years * 365.25))
+    if onset is None and birth:
+        onset = _onset_from_age(res.get("onsetAge"), birth)
     if onset is None:
         onset = parse_date(res.get("onsetString")) if isinstance(res.get("onsetString"), str) else None
     recorded = parse_date(res.get("recordedDate")) or parse_date(res.get("dateRecorded")) \
         or parse_date(res.get("assertedDate"))
     rid = res.get("id") if isinstance(res.get("id"), str) else None
     code = res.get("code") if isinstance(res.get("code"), dict) else {}
-    text = code.get("text") if isinstance(code.get("text"), str) else ""
-    return ConditionFact(rid, sets, codes, text, onset, recorded, from_indication)
+    return ConditionFact(rid, sets, codes, markdown_text(code.get("text")), onset, recorded, from_indication)
+
+
+AGE_UNITS_PER_YEAR = {"a": 1, "mo": 12, "wk": 52.18, "d": 365.25}
+
+
+def _onset_from_age(age: object, birth: dt.date) -> dt.date | None:
+    """birthDate + onsetAge; None when the age is not a number of a known unit or gives no real date."""
+    if not isinstance(age, dict) or not _finite(age.get("value")):
+        return None
+    unit = age.get("code")
+    per_year = AGE_UNITS_PER_YEAR.get(unit, 1) if isinstance(unit, str) else 1
+    try:
+        return birth + dt.timedelta(days=int(float(age["value"]) / per_year * 365.25))
+    except (OverflowError, ValueError):
+        return None  # an age of 1e300 years: no date
+
+
+def _finite(value: object) -> bool:
+    """A JSON number that is a real, finite value (not a bool, NaN, ±Infinity or an int beyond float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _medication_concept(res: dict, record: PatientRecord) -> tuple[dict | None, list[dict]]:
@@ -796,9 +839,10 @@ def _classify(T: Terminology, concept: dict | None, ingredient_concepts: list[di
         if not ingredients:
             ingredients = T.ingredients_in_text(text)
             by_name = bool(ingredients)
-        name = (concept.get("text") if isinstance(concept, dict) and isinstance(concept.get("text"), str) else None) \
-            or next((k.display for k in _coded(concept) if k.display), None) or text or "unnamed medication"
-        rxcui = next((k.code for k in _coded(concept) if k.system == RXNORM), None)
+        name = markdown_text(concept.get("text") if isinstance(concept, dict) else None) \
+            or next((k.display for k in _coded(concept) if k.display), None) or markdown_text(text) \
+            or "unnamed medication"
+        rxcui = next((k.as_recorded for k in _coded(concept) if k.system == RXNORM), None)
         result = _Classified(rxcui, name, tuple(ingredients), route_from_name(text), er_from_name(text), by_name)
     if len(_CLASSIFIED) > 50_000:
         _CLASSIFIED.clear()
@@ -897,7 +941,10 @@ def request_end(res: dict) -> dt.date | None:
     if start and days is not None:
         repeats = dispense.get("numberOfRepeatsAllowed")
         repeats = repeats if isinstance(repeats, int) and repeats >= 0 else 0
-        ends.append(start + dt.timedelta(days=days * (1 + repeats)))
+        try:
+            ends.append(start + dt.timedelta(days=days * (1 + repeats)))
+        except OverflowError:
+            pass  # a supply beyond the calendar: no end date
     return max(ends) if ends else None
 
 
@@ -928,7 +975,7 @@ def _modality(valuesets: frozenset[str], codes: list[Coded], text: str, T: Termi
     if not any(v.startswith("spine_imaging") for v in valuesets):
         return None
     for k in codes:
-        if k.system == CPT and k.code.isdigit():
+        if k.system == CPT and k.code.isascii() and k.code.isdigit():
             n = int(k.code)
             if 72141 <= n <= 72158:
                 return "MR"
@@ -950,6 +997,8 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
                 hook: str) -> Facts:
     patient = record.patient or {}
     birth = parse_date(patient.get("birthDate"))
+    if birth and birth > today:
+        birth = None  # a birth date after today cannot be read as an age
 
     conditions, history = [], []
     for res in record.conditions:
@@ -1096,13 +1145,15 @@ def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
     for k in codes:
         sets = sets | T.procedure_valuesets(k.system, k.code)
     code = res.get("code") if isinstance(res.get("code"), dict) else {}
-    text = code.get("text") if isinstance(code.get("text"), str) else next((k.display for k in codes if k.display), "")
+    text = markdown_text(code.get("text")) or next((k.display for k in codes if k.display), "")
     date = first_date(res, "performedDateTime", "performedPeriod", "occurrenceDateTime", "occurrencePeriod",
                       "authoredOn", "performedString")
-    return ProcedureFact(ref, sets, _modality(sets, codes, text, T), date, text, frozenset(k.code for k in codes))
+    # The ref stands in the detail when there is no text; an id of a selected draft is plain already.
+    return ProcedureFact(markdown_text(ref), sets, _modality(sets, codes, text, T), date, text,
+                         frozenset(k.code for k in codes))
 
 
-_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d+(?:\.\d+)?)\s*$")
+_VALUE_STRING = re.compile(r"^\s*(<=|>=|<|>)?\s*(\d{1,9}(?:\.\d{1,9})?)\s*$", re.ASCII)
 
 
 def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
@@ -1116,8 +1167,8 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
         date = first_date(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
         value = _observation_value(res)
         if value is None or date is None:
-            unreadable.append((codes[0], f"{concept_text(res.get('code')) or codes[0]} (LOINC {codes[0]}, "
-                                         f"{res.get('resourceType')}/{res.get('id')})"))
+            unreadable.append((codes[0], f"{markdown_text(concept_text(res.get('code'))) or codes[0]} (LOINC "
+                                         f"{codes[0]}, Observation/{markdown_text(str(res.get('id')))})"))
             continue
         number, comparator, unit = value
         if codes[0] == LOINC_TEMPERATURE:
@@ -1125,7 +1176,7 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
                 number, unit = (number - 32) * 5 / 9, "Cel"
             elif unit.lower() not in {"cel", "°c", "c", "degc"}:
                 unreadable.append((codes[0], f"body temperature in an unknown unit (LOINC 8310-5, "
-                                             f"Observation/{res.get('id')})"))
+                                             f"Observation/{markdown_text(str(res.get('id')))})"))
                 continue
         labs.setdefault(codes[0], []).append(
             Lab(codes[0], number, comparator, unit, date, f"Observation/{res.get('id')}",
@@ -1145,10 +1196,11 @@ def _psychosocial_subscore(res: dict) -> float | None:
 
 def _observation_value(res: dict) -> tuple[float, str | None, str] | None:
     q = res.get("valueQuantity")
-    if isinstance(q, dict) and isinstance(q.get("value"), (int, float)) and not isinstance(q.get("value"), bool):
-        comparator = q.get("comparator") if q.get("comparator") in {"<", "<=", ">", ">="} else None
-        return float(q["value"]), comparator, str(q.get("code") or q.get("unit") or "")
-    if isinstance(res.get("valueInteger"), int) and not isinstance(res.get("valueInteger"), bool):
+    if isinstance(q, dict) and _finite(q.get("value")):
+        comparator = q.get("comparator") if isinstance(q.get("comparator"), str) else None
+        unit = next((u for u in (q.get("code"), q.get("unit")) if isinstance(u, str) and u), "")
+        return float(q["value"]), comparator if comparator in {"<", "<=", ">", ">="} else None, unit
+    if isinstance(res.get("valueInteger"), int) and _finite(res["valueInteger"]):
         return float(res["valueInteger"]), None, ""
     s = res.get("valueString")
     if isinstance(s, str):

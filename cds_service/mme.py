@@ -15,6 +15,7 @@ Opioid tolerance (RULES.md §1, FDA labels) is here too: it reads the same per-o
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 from . import dosing
@@ -126,6 +127,14 @@ def order_mme(T: Terminology, drug: Drug) -> list[OrderMme]:
 
 
 def _one(T: Terminology, drug: Drug, ingredient: str) -> OrderMme:
+    result = _calculated(T, drug, ingredient)
+    if result.mme is not None and not (math.isfinite(result.mme) and math.isfinite(result.mg_per_day)):
+        # A strength or dose beyond any real product (1e308 tablets): no number, the reason instead.
+        return OrderMme(drug, ingredient, reason="the dose or strength is out of any real range", patch=result.patch)
+    return result
+
+
+def _calculated(T: Terminology, drug: Drug, ingredient: str) -> OrderMme:
     result = OrderMme(drug, ingredient)
     patch = ingredient == "fentanyl" and drug.route == "transdermal_system"
     if ingredient == "buprenorphine":

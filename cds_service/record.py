@@ -14,6 +14,7 @@ cannot be had raises DataUnavailable (the HTTP layer answers 412).
 from __future__ import annotations
 
 import logging
+import re
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ _TYPE_TO_LIST = {
 }
 
 
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 def is_failure(value: object) -> bool:
     """An OperationOutcome, or a Bundle whose only content is one, stands for a failed prefetch."""
     if not isinstance(value, dict):
@@ -79,8 +83,9 @@ def is_failure(value: object) -> bool:
 
 
 def has_next(bundle: dict) -> bool:
-    return bundle.get("resourceType") == "Bundle" and any(
-        isinstance(l, dict) and l.get("relation") == "next" for l in bundle.get("link") or [])
+    links = bundle.get("link")
+    return bundle.get("resourceType") == "Bundle" and isinstance(links, list) and any(
+        isinstance(l, dict) and l.get("relation") == "next" for l in links)
 
 
 def fill_template(template: str, context: dict) -> str:
@@ -111,7 +116,8 @@ def _references_patient(resource: dict, patient_id: str) -> bool:
 
 def _resources(value: dict):
     if value.get("resourceType") == "Bundle":
-        for entry in value.get("entry") or []:
+        entries = value.get("entry")
+        for entry in entries if isinstance(entries, list) else []:  # "entry": 1.5 holds nothing
             if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                 yield entry["resource"]
     else:
@@ -209,8 +215,10 @@ def load_record(*, request: dict, prefetch_templates: dict[str, str], required: 
         for resource in _resources(drafts):
             add(resource, is_draft=True)
         selections = context.get("selections")
+        # A draft without a valid id cannot be named in a suggestion (delete needs its id): never selected.
         record.selections = ([s for s in selections if isinstance(s, str)] if isinstance(selections, list) else
-                             [f"{r.get('resourceType')}/{r.get('id')}" for r in record.draft_orders])
+                             [f"{r.get('resourceType')}/{r['id']}" for r in record.draft_orders
+                              if isinstance(r.get("id"), str) and FHIR_ID.fullmatch(r["id"])])
     for key in prefetch_templates:
         value = values.get(key)
         if isinstance(value, dict):

@@ -169,9 +169,14 @@ def post(client, path: str, body: dict):
     return client.post(path, data=json.dumps(body), content_type="application/json")
 
 
+def path_for(body: dict) -> str:
+    """The service endpoint for a request body's hook."""
+    return {"order-select": OS, "order-sign": SIGN}.get(body.get("hook"), PV)
+
+
 def cards_for(client, body_or_name, path: str | None = None) -> list[dict]:
     body = load_fixture(body_or_name) if isinstance(body_or_name, str) else body_or_name
-    path = path or {"order-select": OS, "order-sign": SIGN}.get(body.get("hook"), PV)
+    path = path or path_for(body)
     response = post(client, path, body)
     assert response.status_code == 200, response.get_json()
     return check_response(response.get_json())["cards"]

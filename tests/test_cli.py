@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from cds_service import cli
-from conftest import FIXTURES, PV, check_response, load_fixture, rules_of, store_env
+from conftest import FIXTURES, PV, check_response, load_fixture, rules_of, store_env, path_for
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_rules_listing_names_every_rule_a_card_can_come_from(run, client):
     seen = set()
     for path in sorted(FIXTURES.glob("*.json")):
         body = json.loads(path.read_text())
-        path_ = "/cds-services/radiculopathy-order-select" if body["hook"] == "order-select" else PV
+        path_ = path_for(body)
         response = client.post(path_, json=body)
         if response.status_code == 200:
             seen |= set(rules_of(response.get_json()["cards"]))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import CONFORMANCE, OS, PV, check_response, post
+from conftest import CONFORMANCE, OS, PV, check_response, post, path_for
 
 # The answer each request gets. fhirServer is replaced by a local FHIR server that knows the patient
 # and nothing else: deterministic, offline.
@@ -30,7 +30,7 @@ CONTEXTS = sorted((CONFORMANCE / "contexts").glob("*/*.json"))
 def _answer(client, body: dict, server_base: str):
     if "fhirServer" in body:
         body["fhirServer"] = server_base
-    path = OS if body.get("hook") == "order-select" else PV
+    path = path_for(body)
     response = post(client, path, body)
     payload = response.get_json()
     if response.status_code == 200:

@@ -51,6 +51,7 @@ class Rule:
     order: int = 0
     evidence_only: bool = False  # a note on the order's card, never a card of its own (unless configured)
     advisory: bool = False  # advice beside an order (add naloxone; try another drug first), not a hazard of it
+    contraindication: bool = False  # its finding says the order should go: no "keep it" suggestion beside it
 
     @property
     def family(self) -> str:
@@ -62,10 +63,10 @@ CATALOGUE: list[Rule] = []
 
 def rule(rule_id: str, *, title: str, hooks: tuple[str, ...], sources: tuple[str, ...], trigger: str,
          levels: tuple[str, ...], suggests: str = "none", needs_bp: bool = True, evidence_only: bool = False,
-         advisory: bool = False):
+         advisory: bool = False, contraindication: bool = False):
     def register(fn: Callable[[Facts, dict], Finding | None]):
         CATALOGUE.append(Rule(rule_id, title, frozenset(hooks), sources, trigger, levels, suggests, fn,
-                              needs_bp, len(CATALOGUE), evidence_only, advisory))
+                              needs_bp, len(CATALOGUE), evidence_only, advisory, contraindication))
         return fn
     return register
 

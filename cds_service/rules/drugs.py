@@ -191,12 +191,15 @@ def units_per_day(drug: Drug, strength_mg: float | None) -> float | None:
     return daily.per_day / strength_mg if strength_mg else None
 
 
+JSON_SAFE_INTEGER = 2**53  # the largest integer every JSON reader keeps exactly (RFC 7493)
+
+
 def limit_supply(days: int, per_day: float | None):
     def change(resource: dict) -> None:
         dispense = resource.setdefault("dispenseRequest", {})
         dispense["expectedSupplyDuration"] = {"value": days, "unit": "days", "system": "http://unitsofmeasure.org",
                                               "code": "d"}
-        if per_day:
+        if per_day and per_day * days < JSON_SAFE_INTEGER:  # 1e300 tablets is no quantity to dispense
             quantity = dispense.get("quantity") if isinstance(dispense.get("quantity"), dict) else {}
             dispense["quantity"] = {**quantity, "value": math.ceil(per_day * days)}
         dispense.pop("numberOfRepeatsAllowed", None)

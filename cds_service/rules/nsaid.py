@@ -17,18 +17,17 @@ def _data_note(f: Facts) -> str:
 
 def _finding(f: Facts, level: str, summary: str, why: list[str], advice: str, evidence: str, culprits,
              *, remove=True, acetaminophen=False, ppi=False, selection="at-most-one") -> Finding:
-    """An NSAID finding. `remove` marks a §1 NSAID contraindication: the order should go, so its card
-    drops the suggestions that would keep it (a PPI)."""
+    """An NSAID finding; `remove` offers removing the draft. The rules marked `contraindication` are
+    the NSAID contraindication of the facts: their card drops the suggestions that keep the NSAID."""
     suggestions = fix_suggestions(f, culprits, remove=remove, replace_with="acetaminophen_500" if acetaminophen else None,
                                   add=("pantoprazole_40",) if ppi else ())
     note = _data_note(f)
     if acetaminophen:
         note += "".join(f"\n\n{line}" for line in [suggest.acetaminophen(f)[1]] if line)
-    return Finding(level, summary, drug_detail(why, advice, culprits, evidence, note), suggestions, selection,
-                   remove_order=remove)
+    return Finding(level, summary, drug_detail(why, advice, culprits, evidence, note), suggestions, selection)
 
 
-@rule("nsaid.gi-bleed", title="NSAID with GI bleeding or ulcer", hooks=(PV, OS), sources=("BEERS2023", "ACP2017"),
+@rule("nsaid.gi-bleed", title="NSAID with GI bleeding or ulcer", hooks=(PV, OS), contraindication=True, sources=("BEERS2023", "ACP2017"),
       trigger="systemic NSAID and GI bleeding or peptic ulcer (critical when ≤ 12 months, except K62.5 and Z87.11)",
       levels=("critical", "warning"), suggests="remove the NSAID; or add pantoprazole 40 mg; acetaminophen")
 def gi_bleed(f: Facts, found: dict) -> Finding | None:
@@ -47,7 +46,7 @@ def gi_bleed(f: Facts, found: dict) -> Finding | None:
                     drugs, acetaminophen=True, ppi=not protected(f))
 
 
-@rule("nsaid.anticoagulant", title="NSAID with an anticoagulant or antiplatelet", hooks=(PV, OS),
+@rule("nsaid.anticoagulant", title="NSAID with an anticoagulant or antiplatelet", hooks=(PV, OS), contraindication=True,
       sources=("BEERS2023", "ACP2017"),
       trigger="systemic NSAID with a current anticoagulant (critical), P2Y12 antiplatelet or antiplatelet aspirin "
               "(warning); fires both ways on order-select",
@@ -102,7 +101,7 @@ def corticosteroid(f: Facts, found: dict) -> Finding | None:
                              "Corticosteroids with NSAIDs increase peptic ulcer and GI bleeding risk.")
 
 
-@rule("nsaid.renal", title="NSAID with reduced kidney function", hooks=(PV, OS), sources=("KDIGO", "BEERS2023"),
+@rule("nsaid.renal", title="NSAID with reduced kidney function", hooks=(PV, OS), contraindication=True, sources=("KDIGO", "BEERS2023"),
       trigger="systemic NSAID and eGFR < EGFR_AVOID or CKD stage 4–5/dialysis (critical); eGFR < EGFR_CAUTION or "
               "CKD stage 3 (warning)",
       levels=("critical", "warning"), suggests="remove the NSAID; acetaminophen")
@@ -133,7 +132,7 @@ def renal(f: Facts, found: dict) -> Finding | None:
                     acetaminophen=True)
 
 
-@rule("nsaid.heart-failure", title="NSAID with heart failure", hooks=(PV, OS), sources=("BEERS2023", "ACP2017"),
+@rule("nsaid.heart-failure", title="NSAID with heart failure", hooks=(PV, OS), contraindication=True, sources=("BEERS2023", "ACP2017"),
       trigger="systemic NSAID and heart failure", levels=("warning",), suggests="remove the NSAID")
 def heart_failure(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *NSAID)
@@ -164,7 +163,7 @@ def cardiovascular(f: Facts, found: dict) -> Finding | None:
                     "FDA 2015 drug safety communication.", drugs)
 
 
-@rule("nsaid.pregnancy", title="NSAID in pregnancy", hooks=(PV, OS), sources=("FDA-NSAID-PREG",),
+@rule("nsaid.pregnancy", title="NSAID in pregnancy", hooks=(PV, OS), contraindication=True, sources=("FDA-NSAID-PREG",),
       trigger="systemic NSAID and pregnancy ≥ 20 weeks (critical) or any pregnancy (warning)",
       levels=("critical", "warning"), suggests="remove the NSAID; acetaminophen")
 def pregnancy(f: Facts, found: dict) -> Finding | None:
@@ -182,7 +181,7 @@ def pregnancy(f: Facts, found: dict) -> Finding | None:
                     "FDA 2020 drug safety communication.", drugs, acetaminophen=True)
 
 
-@rule("nsaid.cirrhosis", title="NSAID with cirrhosis", hooks=(PV, OS), sources=("AASLD-ASCITES",),
+@rule("nsaid.cirrhosis", title="NSAID with cirrhosis", hooks=(PV, OS), contraindication=True, sources=("AASLD-ASCITES",),
       trigger="systemic NSAID and decompensated cirrhosis (critical) or cirrhosis (warning)",
       levels=("critical", "warning"), suggests="remove the NSAID")
 def cirrhosis(f: Facts, found: dict) -> Finding | None:
@@ -200,7 +199,7 @@ def cirrhosis(f: Facts, found: dict) -> Finding | None:
                     "AASLD 2021: avoid NSAIDs in patients with ascites.", drugs)
 
 
-@rule("nsaid.lithium-methotrexate", title="NSAID with lithium or methotrexate", hooks=(PV, OS),
+@rule("nsaid.lithium-methotrexate", title="NSAID with lithium or methotrexate", hooks=(PV, OS), contraindication=True,
       sources=("BEERS2023",), trigger="systemic NSAID with current lithium or methotrexate (both ways)",
       levels=("warning",), suggests="remove the NSAID")
 def lithium_methotrexate(f: Facts, found: dict) -> Finding | None:

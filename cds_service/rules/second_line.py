@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..facts import Facts
 from .. import orders
 from . import OS, PV, Finding, ctx, detail, rule
-from .drugs import drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import drug_finding, changed_draft, drug_line, fix_suggestions, paired, pairs, review_note, subjects
 
 GABAPENTINOID = ("gabapentinoid",)
 DULOXETINE_EGFR_AVOID = 30  # label number, not a site parameter
@@ -23,12 +23,12 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
     if not drugs:
         return None
     others = list({p.other.ref: p.other for p in found_pairs}.values())
-    return drug_finding(f, "warning", "Gabapentinoid with " + ("an opioid or benzodiazepine" if others else
+    return paired(drug_finding(f, "warning", "Gabapentinoid with " + ("an opioid or benzodiazepine" if others else
                     "COPD or sleep apnoea") + ": respiratory depression — avoid or start low",
                     drugs, [drug_line(d) for d in drugs + others] + [c.label for c in resp],
                     "Gabapentin and pregabalin add to opioid and benzodiazepine respiratory depression, worst with "
                     "lung disease. Avoid the combination, or start at the lowest dose and monitor.",
-                    "FDA 2019 drug safety communication; AGS Beers Criteria (2023).")
+                    "FDA 2019 drug safety communication; AGS Beers Criteria (2023)."), found_pairs)
 
 
 def _band_max(ingredient: str, egfr: float) -> int | None:
@@ -102,13 +102,16 @@ def renal(f: Facts, found: dict) -> Finding | None:
     summary = ("Gabapentinoid dose above the maximum for this eGFR: reduce the dose" if over else
                "Gabapentinoid with reduced kidney function: check the daily dose")
     culprits = over or unknown
-    return Finding(level, summary,
+    finding = Finding(level, summary,
                    detail(why, "gabapentin and pregabalin are cleared by the kidney; above the label maximum they cause "
                           "sedation, dizziness and falls. Gabapentin: eGFR 30–59 ≤ 1,400 mg/day, 15–29 ≤ 700, < 15 ≤ "
                           "300. Pregabalin: 30–60 ≤ 300, 15–30 ≤ 150, < 15 ≤ 75.",
                           "FDA label: gabapentin (renal dosing; pregabalin's label likewise); AGS Beers Criteria "
                           "(2023): reduce the dose.", review_note(culprits)),
                    extra + (fix_suggestions(f, over) if over else []), "at-most-one")
+    if egfr is not None:  # the label's own eGFR bands (60, 30, 15)
+        finding.band = sum(egfr.below(t) for t in (60, 30, 15))
+    return finding
 
 
 def _kidney_function_unknown(f: Facts, drugs) -> Finding:
@@ -155,11 +158,11 @@ def duloxetine(f: Facts, found: dict) -> Finding | None:
     if renal:
         why.append(f"eGFR {egfr.shown}" if egfr and egfr.below(DULOXETINE_EGFR_AVOID) else "CKD stage 4–5 or dialysis")
     why += [c.label for c in liver]
-    return drug_finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease, heavy alcohol use or tramadol",
+    return paired(drug_finding(f, "warning", "Duloxetine: avoid with eGFR < 30, liver disease, heavy alcohol use or tramadol",
                         culprits, why,
                         "Duloxetine is not recommended with eGFR < 30, hepatic impairment or substantial alcohol use "
                         "(hepatotoxicity, raised levels); with tramadol it risks serotonin syndrome and seizures.",
-                        "FDA label: duloxetine; AGS Beers Criteria (2023).")
+                        "FDA label: duloxetine; AGS Beers Criteria (2023)."), tramadol)
 
 
 @rule("tca.older-adult", title="Tricyclic antidepressant in an older adult", hooks=(PV, OS),

@@ -218,7 +218,7 @@ class Screen:
     # -- after the cards are built ------------------------------------------------------------
     def name_quieted(self, cards: list[BuiltCard]) -> list[BuiltCard]:
         """Nothing disappears without a trace: each quieted finding is a line of the care-plan card
-        (patient-view) or of its order's card; with no such card, an info card of its own."""
+        (patient-view) or of its order's card; with no such card, an info care-plan card of its own."""
         quieted = [w for w in self.withheld if w.kind == "override"]
         if not quieted:
             return cards
@@ -240,16 +240,10 @@ class Screen:
     def _own_card(self, text: str, quieted: list[Withheld]) -> BuiltCard:
         import uuid
 
-        top = quieted[0].finding.rule
-        source = knowledge.sources()[top.sources[0]]
-        if self.hook == PV:
-            topic = {"system": knowledge.RULE_SYSTEM, "code": CARE_PLAN_CODE, "display": "Back pain care plan"}
-            summary = f"{episode_name(self.facts)}: care plan"
-        else:
-            topic = {"system": knowledge.RULE_SYSTEM, "code": top.id, "display": top.title}
-            summary = "Order safety: a finding quieted after an override"
-        card = {"uuid": str(uuid.uuid4()), "summary": summary[:139], "indicator": "info", "detail": text,
-                "source": {"label": source.label, "topic": topic}}
+        source = knowledge.sources()[quieted[0].finding.rule.sources[0]]
+        topic = {"system": knowledge.RULE_SYSTEM, "code": CARE_PLAN_CODE, "display": "Back pain care plan"}
+        card = {"uuid": str(uuid.uuid4()), "summary": f"{episode_name(self.facts)}: care plan"[:139], "indicator": "info",
+                "detail": text, "source": {"label": source.label, "topic": topic}}
         if source.url:
             card["source"]["url"] = source.url
         return BuiltCard(card, [], {}, [])  # names findings, says none: neither ledger nor link rows

@@ -96,6 +96,7 @@ QUIET_LINE = ("quieted after an override on 2026-11-30 (reason: Benefit outweigh
 
 
 # -- patient-view -----------------------------------------------------------------------------------
+@pytest.mark.store
 def test_an_overridden_warning_is_quiet_named_in_the_care_plan_and_returns_after_quiet_days(make_app):
     client = make_app(KEY).test_client()
     renal = card_of(cards_for(client, chart_open()), "nsaid.renal")  # (1) shown
@@ -211,6 +212,7 @@ def test_a_quiet_line_without_a_care_plan_makes_an_info_card_of_its_own(make_app
 
 
 # -- order-select and order-sign: the same draft order only -------------------------------------------
+@pytest.mark.store
 def test_an_order_override_quiets_that_draft_at_select_and_sign_and_a_new_draft_is_a_new_decision(make_app):
     client = make_app(KEY).test_client()
     renal = card_of(cards_for(client, order_select("os_nsaid_with_egfr_45")), "nsaid.renal")
@@ -247,6 +249,7 @@ def test_a_critical_order_card_is_never_quieted(make_app):
 
 
 # -- order-sign does not repeat order-select -------------------------------------------------------------
+@pytest.mark.store
 def test_order_sign_does_not_repeat_what_order_select_showed_for_the_same_draft(make_app):
     client = make_app(KEY).test_client()
     shown = rules_of(cards_for(client, order_select("os_oxycodone_ingredient_code_dose_in_mg")))

@@ -398,3 +398,44 @@ def test_scope_is_the_issuer_else_the_normalised_fhir_server_else_local():
     assert overrides.scope_of("https://ehr.example.org/iss", FHIR_SERVER) == "https://ehr.example.org/iss"
     assert overrides.scope_of(None, "HTTPS://EHR.Example.org:8443/Fhir/R4/") == "https://ehr.example.org:8443/Fhir/R4"
     assert overrides.scope_of(None, None) == "local"
+
+
+def test_with_auth_the_scope_is_the_verified_issuer_not_the_fhir_server(make_app, tmp_path):
+    import time
+    import uuid
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    base, issuer, private = "https://cds.example.org", "https://ehr.example.org", ec.generate_private_key(ec.SECP384R1())
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**json.loads(ECAlgorithm.to_jwk(private.public_key())), "kid": "k1",
+                                          "alg": "ES384", "use": "sig"}]}))
+    client = make_app({**KEY, "public_base_url": base, "auth": {"required": True, "clients": [
+        {"iss": issuer, "jwks_file": str(jwks)}]}}).test_client()
+
+    def signed(path: str, body: dict):
+        now = int(time.time())
+        tok = jwt.encode({"iss": issuer, "aud": base + path, "iat": now, "exp": now + 300, "jti": str(uuid.uuid4())},
+                         private, algorithm="ES384", headers={"kid": "k1"})
+        response = client.post(path, data=json.dumps(body), content_type="application/json",
+                               headers={"Authorization": f"Bearer {tok}"})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    renal = card_of(signed(PV, chart_open())["cards"], "nsaid.renal")
+    signed(PV + "/feedback", {"feedback": [{"card": renal["uuid"], "outcome": "overridden", "outcomeTimestamp":
+                                            "2026-11-30T10:00:00Z", "overrideReason": {"reason": {
+                                                "system": REASON_SYSTEM, "code": "already-addressed"}}}]})
+    moved = mutate(chart_open(as_of="2026-12-01"), lambda b: b.update(fhirServer="https://fhir-2.example.org/r4"))
+    assert "nsaid.renal" not in rules_of(signed(PV, moved)["cards"])  # same issuer, same patient
+
+
+def test_without_auth_another_fhir_server_is_another_patient(make_app):
+    client = make_app(KEY).test_client()
+    override(client, PV, card_of(cards_for(client, chart_open()), "nsaid.renal"))
+    same_server = mutate(chart_open(as_of="2026-12-01"), lambda b: b.update(fhirServer="https://ehr.example.ORG/fhir"))
+    assert "nsaid.renal" not in rules_of(cards_for(client, same_server))
+    other = mutate(chart_open(as_of="2026-12-01"), lambda b: b.update(fhirServer="https://fhir-2.example.org/r4"))
+    assert "nsaid.renal" in rules_of(cards_for(client, other))

@@ -19,6 +19,7 @@ from . import knowledge, orders, terminology
 from .auth import AuthError, Verifier
 from .config import Settings, load_settings
 from .fhir_client import FhirClient
+from .overrides import Pseudonyms, load_key
 from .store import Store, store_for
 
 
@@ -31,9 +32,11 @@ class State:
     store: Store
     fhir: FhirClient
     verifier: Verifier
+    pseudonyms: Pseudonyms | None = None  # None: remembered overrides are off (no pseudonym key)
 
-    def authenticate(self, request, endpoint: str) -> None:
-        """Check the EHR's JWT for a service, feedback or (when configured) discovery call."""
+    def authenticate(self, request, endpoint: str) -> str | None:
+        """Check the EHR's JWT for a service, feedback or (when configured) discovery call; the
+        verified issuer, or None when the token is not verified (auth off)."""
         auth = self.settings.auth
         required = auth.required and (endpoint != "discovery" or auth.discovery)
         header = request.headers.get("Authorization", "")
@@ -41,17 +44,18 @@ class State:
         if not required:
             if token:
                 log.info("JWT not verified (auth.required is false)")
-            return
+            return None
         if not token:
             log.warning("refused %s: no bearer token", request.path)
             raise Unauthorized()
         # The aud is the URL the EHR called, under the configured public base URL.
         audience = self.settings.public_base_url.rstrip("/") + request.path
         try:
-            self.verifier.verify(token, audience)
+            claims = self.verifier.verify(token, audience)
         except AuthError as exc:
             log.warning("refused %s: %s", request.path, exc)
             raise Unauthorized() from None
+        return claims.get("iss")
 
 
 class JsonFormatter(logging.Formatter):
@@ -117,9 +121,16 @@ def create_app(config: Mapping | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
+    key = load_key(settings)
+    if key is None:
+        logging.getLogger("cds_service.overrides").info(
+            "no privacy.pseudonym_key: overrides are not remembered and order-sign repeats order-select's findings")
+    elif not settings.overrides.enabled:
+        logging.getLogger("cds_service.overrides").info("overrides.enabled is false: overrides are not remembered")
     store = store_for(settings)
     app.extensions["cds"] = State(settings, store, FhirClient(settings.fhir),
-                                  Verifier(settings.auth, settings.public_base_url, store))
+                                  Verifier(settings.auth, settings.public_base_url, store),
+                                  Pseudonyms(key) if key else None)
     # Open to browser clients (the CDS Hooks sandbox) but never with credentials: "*" is sent
     # rather than the caller's origin reflected, so no cookie or client certificate rides along.
     CORS(app, origins=settings.http.cors_origins, allow_headers=["Authorization", "Content-Type"],

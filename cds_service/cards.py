@@ -30,6 +30,7 @@ class BuiltCard:
     rule_ids: list[str]
     # rule id → uuids of the suggestions that rule proposed (a merged suggestion counts for each)
     rule_suggestions: dict[str, list[str]] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)  # what the card says (overrides.py remembers it)
 
 
 @dataclass
@@ -106,6 +107,11 @@ def _order_of(finding: Finding, f: Facts, selected_refs: list[str]) -> str | Non
     if own:
         return own[0]
     return selected_refs[0] if selected_refs else None
+
+
+def order_ref(finding: Finding, f: Facts) -> str | None:
+    """The selected draft order a finding is about; None for a finding about no order (and on patient-view)."""
+    return _order_of(finding, f, [d.ref for d in f.selected] + [p.ref for p in f.selected_imaging])
 
 
 def _groups(findings: list[Finding], f: Facts, hook: str, *, merge: bool, evidence_alone: bool) -> list[_Group]:
@@ -256,7 +262,7 @@ def _card(g: _Group, items, notes: list[str]) -> BuiltCard:
     rule_ids = [x.rule.id for x in g.findings]
     if g.topic is not None or len(rule_ids) > 1:
         card["extension"] = {RULES_EXTENSION: rule_ids}
-    return BuiltCard(card, rule_ids, {r: by_rule.get(r, []) for r in rule_ids})
+    return BuiltCard(card, rule_ids, {r: by_rule.get(r, []) for r in rule_ids}, list(g.findings))
 
 
 def build_cards(findings: list[Finding], f: Facts, hook: str, *, merge: bool, evidence_alone: bool = False,

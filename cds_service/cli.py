@@ -147,14 +147,42 @@ def _report(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'rule':40} {'shown':>7} {'accepted':>9} {'overridden':>11}  override reasons"
+    header = f"{'rule':40} {'shown':>7} {'accepted':>9} {'overridden':>11} {'quieted':>8}  override reasons"
     print(header)
     print("-" * len(header))
     for r in rows:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["override_reasons"].items()))
-        print(f"{r['rule']:40} {r['shown']:>7} {r['accepted']:>9} {r['overridden']:>11}  {reasons}")
+        print(f"{r['rule']:40} {r['shown']:>7} {r['accepted']:>9} {r['overridden']:>11} {r['quieted']:>8}  {reasons}")
     if unmatched:
         print(f"\n{unmatched} feedback entries name cards that are not in this ledger.")
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    """Remove one patient's remembered overrides (and order-select memory), found by the site's key."""
+    from .overrides import Pseudonyms, load_key, scope_of
+    from .store import StoreUnavailable, store_for
+
+    settings = load_settings()
+    key = load_key(settings)
+    if key is None:
+        print("cds-service: no privacy.pseudonym_key (or pseudonym_key_file) is set: nothing is remembered, "
+              "so there is nothing to forget", file=sys.stderr)
+        return 2
+    if _missing_sqlite_ledger(settings.db):
+        print(f"cds-service: no store at {settings.db}: nothing to forget", file=sys.stderr)
+        return 1
+    scope = scope_of(args.issuer, args.fhir_server)
+    store = store_for(settings)
+    try:
+        removed = store.forget(Pseudonyms(key).patient(scope, args.patient_id))
+    except StoreUnavailable as exc:
+        print(f"cds-service: cannot reach the store: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    # The patient id is the operator's own input; the output names counts only.
+    print(f"forgot {removed} remembered card finding(s) for that patient")
     return 0
 
 
@@ -279,11 +307,18 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--as-of", help="evaluation date (YYYY-MM-DD) instead of the request's or today")
     ev.set_defaults(func=_evaluate)
 
-    rep = sub.add_parser("report", help="per rule: cards shown, accepted, overridden")
+    rep = sub.add_parser("report", help="per rule: cards shown, accepted, overridden, quieted")
     rep.add_argument("--format", choices=("table", "json", "html"), default="table")
     rep.add_argument("--since", metavar="DATE", help="html: cards shown on or after DATE (YYYY-MM-DD, UTC)")
     rep.add_argument("--output", metavar="FILE", help="html: write the report to FILE (default: standard output)")
     rep.set_defaults(func=_report)
+
+    forget = sub.add_parser("forget", help="remove one patient's remembered overrides (with the site's pseudonym key)")
+    forget.add_argument("--patient-id", required=True, help="the patient's id on the EHR's FHIR server")
+    whose = forget.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--issuer", help="the EHR's JWT issuer (sites with auth.required)")
+    whose.add_argument("--fhir-server", help="the EHR's fhirServer base URL (sites without auth)")
+    forget.set_defaults(func=_forget)
 
     rules = sub.add_parser("rules", help="every rule: id, hooks, trigger, levels, suggestions, sources")
     rules.add_argument("--format", choices=("table", "json", "markdown", "fhir"), default="table",

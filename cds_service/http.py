@@ -15,8 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics, terminology, validation
 from .fhir_client import resolves_to_private
-from .record import DataUnavailable
-from .registry import SERVICES, evaluate_request, knowledge_version
+from .registry import SERVICES, knowledge_version
+from .service import DataUnavailable, answer
 from .store import HOOK_INSTANCE_MAX, StoreUnavailable, UnstorableValue, feedback_problems, text_problem
 
 log = logging.getLogger("cds_service.http")
@@ -109,7 +109,7 @@ def call_service(service_id: str):
     service = SERVICES.get(service_id)
     if service is None:
         raise ApiError(404, "not-found", "no CDS service with the id in this URL")
-    state().authenticate(request, "service")
+    issuer = state().authenticate(request, "service")
     body = _read_json_object()
     if body.get("hook") != service.hook and isinstance(body.get("hook"), str):
         raise ApiError(400, "invalid", f"field hook: this service answers the {service.hook} hook only")
@@ -124,26 +124,13 @@ def call_service(service_id: str):
     g.hook_instance = body.get("hookInstance")
     g.hook = service.hook
     try:
-        result = evaluate_request(service, body, state().settings, state().fhir, today)
+        result = answer(state(), service, body, today, issuer)
     except DataUnavailable as exc:
         g.fetch_failed = len(exc.problems)
-        metrics.DATA_UNAVAILABLE.labels(service.id).inc()
-        metrics.FHIR_FETCHES.labels("failed").inc(len(exc.problems))
         raise ApiError(412, "incomplete", "required FHIR data could not be obtained: " + str(exc)) from None
-    cards = [c.card for c in result.cards]
-    state().store.record_cards(service.id, body.get("hookInstance"), [(c.card, c.rule_suggestions) for c in result.cards])
-    g.rules = sorted({r for c in result.cards for r in c.rule_ids})
+    g.rules = result.rules
     g.fetch_count, g.fetch_ms = result.record.fetch_count, round(result.record.fetch_seconds * 1000, 1)
-    fetched = result.record.fetch_count
-    if fetched:
-        failed = len(result.record.unavailable)
-        metrics.FHIR_FETCHES.labels("ok").inc(fetched - failed)
-        if failed:
-            metrics.FHIR_FETCHES.labels("failed").inc(failed)
-    for built in result.cards:
-        for rule_id in built.rule_ids:
-            metrics.CARDS.labels(rule_id, built.card["indicator"]).inc()
-    return _json({"cards": cards})
+    return _json({"cards": result.cards})
 
 
 @bp.post("/cds-services/<service_id>/feedback")

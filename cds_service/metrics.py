@@ -18,6 +18,8 @@ FHIR_FETCHES = Counter("cds_fhir_fetches_total", "Prefetch keys read from the EH
 DATA_UNAVAILABLE = Counter("cds_data_unavailable_total", "Calls answered 412: required data unobtainable",
                            ["service"])
 AUTH_FAILURES = Counter("cds_auth_failures_total", "Calls refused 401", ["endpoint"])
+QUIETED = Counter("cds_findings_withheld_total", "Findings not shown: override (quieted after a remembered "
+                  "override) or repeat (shown on order-select already)", ["rule", "kind"])
 FEEDBACK = Counter("cds_feedback_total", "Feedback entries received", ["outcome"])
 LEDGER_DROPPED = Counter("cds_ledger_dropped_total", "Ledger rows given up: queue_full (store down too long), "
                          "rejected (refused by the database), shutdown, killed (lost with a killed worker)", ["reason"])

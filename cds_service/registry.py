@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Callable
 
 from . import knowledge, terminology
 from .cards import BuiltCard, build_cards
 from .config import Settings
 from .engine import evaluate
-from .facts import LOINC_EGFR, LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, LOINC_TEMPERATURE, build_facts
+from .facts import Facts, LOINC_EGFR, LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, LOINC_TEMPERATURE, build_facts
 from .fhir_client import FhirClient
 from .record import PatientRecord, load_record
-from .rules import OS, PV
+from .rules import OS, PV, Finding
 
 OBSERVATION_CODES = ",".join(f"http://loinc.org|{c}" for c in
                              (*LOINC_EGFR, LOINC_TEMPERATURE, *LOINC_PAIN, LOINC_STARTBACK, *LOINC_PEG))
@@ -102,16 +103,21 @@ def knowledge_version() -> dict:
 class Evaluation:
     record: PatientRecord
     cards: list[BuiltCard]
+    facts: Facts | None = None
 
 
 def evaluate_request(service: Service, request: dict, settings: Settings, client: FhirClient,
-                     today: dt.date) -> Evaluation:
+                     today: dt.date, screen: Callable[[list[Finding], Facts], list[Finding]] | None = None
+                     ) -> Evaluation:
+    """`screen` may withhold findings before they become cards (remembered overrides, overrides.py)."""
     required = frozenset(settings.prefetch.required)
     record = load_record(request=request, prefetch_templates=PREFETCH, required=required, client=client,
                          fhir_settings=settings.fhir)
     profile = service.profile
     facts = build_facts(record, terminology.load(), today=today, params=settings.params, hook=profile.rules)
     findings = evaluate(facts, profile.rules, settings)
+    if screen is not None:
+        findings = screen(findings, facts)
     cards = build_cards(findings, facts, profile.rules, merge=settings.merge_info,
                         evidence_alone=settings.evidence_alone, evidence_notes=profile.evidence_notes)
-    return Evaluation(record, cards)
+    return Evaluation(record, cards, facts)

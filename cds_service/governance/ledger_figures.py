@@ -26,9 +26,8 @@ class RuleFigures:
     overridden: int = 0
     override_reasons: dict[str, int] = field(default_factory=dict)  # coded reason → feedback entries
     overrides_without_reason: int = 0
-    # Cards the service withheld after an earlier override (issue 12). The ledger does not record
-    # them yet; `quieted_counts` is the one place to count them, and the report shows the column
-    # as soon as any rule has a non-zero count.
+    # Findings the service withheld after an earlier override (store table `quieted`); the report
+    # shows the column as soon as any rule has a non-zero count.
     quieted: int = 0
 
     @property
@@ -90,8 +89,11 @@ def week_of(day: str) -> dt.date:
 
 
 def quieted_counts(store, since: dt.date | None) -> dict[str, int]:
-    """Quieted cards per rule: none until the ledger records them (issue 12)."""
-    return {}
+    """Findings withheld after a remembered override, per rule (repeats at signing are not counted:
+    those cards were shown on order-select)."""
+    return {rule: int(n) for rule, n in store.rows(
+        f"SELECT rule_id, COUNT(*) FROM quieted WHERE kind = 'override'{_since('quieted_at', since, 'AND')} "
+        "GROUP BY rule_id")}
 
 
 def collect(store, since: dt.date | None = None) -> LedgerFigures:

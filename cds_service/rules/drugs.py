@@ -59,6 +59,15 @@ def short_name(d: Drug) -> str:
     return "/".join(i.name for i in d.ingredients) or d.name.split()[0].lower()
 
 
+def paired(finding: Finding | None, found_pairs: list[Pair]) -> Finding | None:
+    """Name the drugs of a pair rule on its finding (by ingredient, so a renewal is the same drug):
+    a new drug in the pair is new information, which a remembered override does not cover."""
+    if finding is not None:
+        finding.partners = frozenset("+".join(sorted(d.ingredients_names)) or d.name.lower()
+                                     for p in found_pairs for d in (p.own, p.other))
+    return finding
+
+
 def drug_line(d: Drug) -> str:
     role = "Selected order" if d.selected else ("Other draft order" if d.is_draft else "Current")
     return f"{role}: {d.label}"

@@ -28,11 +28,11 @@ def _suggested_today(f: Facts, found: dict) -> set[str]:
     from . import CATALOGUE  # noqa: PLC0415 (the rules are registered by now)
     chart = replace(f, selected_imaging=[])
     pv_found: dict = {}
-    for rule in CATALOGUE:
-        if rule.family in {"red-flag", "thoracic"} or rule.id == "imaging.persistent-radiculopathy":
-            finding = rule.evaluate(chart, pv_found)
+    for entry in CATALOGUE:
+        if entry.family in {"red-flag", "thoracic"} or entry.id == "imaging.persistent-radiculopathy":
+            finding = entry.evaluate(chart, pv_found)
             if finding is not None:
-                pv_found[rule.id] = finding
+                pv_found[entry.id] = finding
     return {s.key for x in pv_found.values() for s in x.suggestions}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import orders
 from ..facts import Facts
 from . import OS, PV, Finding, ctx, detail, rule
-from .drugs import short_name, drug_finding, drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import drug_finding, drug_line, fix_suggestions, paired, pairs, review_note, short_name, subjects
 
 RELAXANT = ("skeletal_muscle_relaxant",)
 BEERS_RELAXANTS = ("carisoprodol", "chlorzoxazone", "cyclobenzaprine", "metaxalone", "methocarbamol", "orphenadrine")
@@ -107,10 +107,10 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
                if level == "critical" else
                f"{short_name(relaxants[0]).capitalize()} with {short_name(found_pairs[0].other)}: sedation and "
                "breathing risk — avoid")
-    return drug_finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
+    return paired(drug_finding(f, level, summary, relaxants, [drug_line(d) for d in cns.values()],
                     "Combining CNS-active drugs raises the risk of falls, over-sedation and respiratory depression; "
                     "the opioid + benzodiazepine + muscle relaxant combination is the most dangerous.",
-                    "AGS Beers Criteria (2023): avoid 3 or more CNS-active drugs (strong recommendation).")
+                    "AGS Beers Criteria (2023): avoid 3 or more CNS-active drugs (strong recommendation)."), found_pairs)
 
 
 @rule("muscle-relaxant.serotonergic", title="Cyclobenzaprine with serotonergic drugs", hooks=(PV, OS),
@@ -124,7 +124,7 @@ def serotonergic(f: Facts, found: dict) -> Finding | None:
         return None
     drugs = list({p.own.ref: p.own for p in found_pairs}.values())
     others = list({p.other.ref: p.other for p in found_pairs}.values())
-    return drug_finding(f, "warning", "Cyclobenzaprine with a serotonergic drug: serotonin syndrome risk",
+    return paired(drug_finding(f, "warning", "Cyclobenzaprine with a serotonergic drug: serotonin syndrome risk",
                     drugs, [drug_line(d) for d in drugs + others],
                     "Cyclobenzaprine is structurally a tricyclic; with SSRIs, SNRIs, TCAs or tramadol it can cause "
-                    "serotonin syndrome. Choose another option or monitor closely.", "FDA label.")
+                    "serotonin syndrome. Choose another option or monitor closely.", "FDA label."), found_pairs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..facts import Facts
 from . import OS, PV, Finding, detail, rule, suggest
-from .drugs import drug_detail, drug_line, fix_suggestions, pairs, protected, subjects
+from .drugs import drug_detail, drug_line, fix_suggestions, paired, pairs, protected, subjects
 
 NSAID = ("nsaid",)
 
@@ -60,11 +60,11 @@ def anticoagulant(f: Facts, found: dict) -> Finding | None:
     others = {p.other.ref: p.other for p in found_pairs}
     nsaids = list({p.own.ref: p.own for p in found_pairs}.values())
     what = "an anticoagulant" if anticoag else "an antiplatelet"
-    return _finding(f, level, f"NSAID with {what}: high bleeding risk — use acetaminophen instead",
+    return paired(_finding(f, level, f"NSAID with {what}: high bleeding risk — use acetaminophen instead",
                     [drug_line(d) for d in nsaids + list(others.values())],
                     f"an NSAID with {what} raises the risk of major bleeding (GI and other) about 2–3-fold. Use "
                     "acetaminophen; if an NSAID cannot be avoided, add a PPI and keep it short.",
-                    "AGS Beers Criteria (2023): avoid (strong recommendation).", nsaids, acetaminophen=True)
+                    "AGS Beers Criteria (2023): avoid (strong recommendation).", nsaids, acetaminophen=True), found_pairs)
 
 
 def _gastro_pair_rule(f: Facts, other_classes: tuple[str, ...], what: str, why_risk: str) -> Finding | None:
@@ -76,12 +76,12 @@ def _gastro_pair_rule(f: Facts, other_classes: tuple[str, ...], what: str, why_r
     ppi = protected(f)
     why = [drug_line(d) for d in nsaids + others] + [f"gastroprotection: {d.label}" for d in ppi]
     if ppi:
-        return Finding("info", f"NSAID with {what}: GI risk, already protected by {ppi[0].name.split()[0]}",
+        return paired(Finding("info", f"NSAID with {what}: GI risk, already protected by {ppi[0].name.split()[0]}",
                        detail(why, f"{why_risk} A PPI or misoprostol is current; keep it while the NSAID continues.",
-                              "AGS Beers Criteria (2023)."))
-    return _finding(f, "warning", f"NSAID with {what}: GI bleeding risk — add a PPI or avoid", why,
+                              "AGS Beers Criteria (2023).")), found_pairs)
+    return paired(_finding(f, "warning", f"NSAID with {what}: GI bleeding risk — add a PPI or avoid", why,
                     f"{why_risk} Add a PPI (pantoprazole 40 mg daily) or avoid the NSAID.",
-                    "AGS Beers Criteria (2023), moderate quality.", nsaids, remove=False, ppi=True)
+                    "AGS Beers Criteria (2023), moderate quality.", nsaids, remove=False, ppi=True), found_pairs)
 
 
 @rule("nsaid.ssri-snri", title="NSAID with an SSRI or SNRI", hooks=(PV, OS), sources=("BEERS2023",),
@@ -124,12 +124,15 @@ def renal(f: Facts, found: dict) -> Finding | None:
     figure = f"eGFR {egfr.shown}" if egfr else "CKD"
     summary = (f"NSAID with {figure}: avoid — risk of acute kidney injury" if level == "critical"
                else f"NSAID with {figure}: kidney risk — avoid or use briefly and recheck eGFR")
-    return _finding(f, level, summary, why,
+    finding = _finding(f, level, summary, why,
                     "NSAIDs reduce renal perfusion and can cause acute kidney injury and hyperkalaemia; avoid below "
                     f"eGFR {f.params['EGFR_AVOID']:g}, and below {f.params['EGFR_CAUTION']:g} use only briefly with "
                     "monitoring. Acetaminophen is the safer analgesic.",
                     "KDIGO 2024: avoid prolonged NSAIDs in CKD, avoid with eGFR < 30; AGS Beers Criteria (2023).", drugs,
                     acetaminophen=True)
+    if egfr:
+        finding.band = sum(egfr.below(f.params[k]) for k in ("EGFR_CAUTION", "EGFR_AVOID"))
+    return finding
 
 
 @rule("nsaid.heart-failure", title="NSAID with heart failure", hooks=(PV, OS), contraindication=True, sources=("BEERS2023", "ACP2017"),
@@ -209,10 +212,10 @@ def lithium_methotrexate(f: Facts, found: dict) -> Finding | None:
     nsaids = list({p.own.ref: p.own for p in found_pairs}.values())
     others = list({p.other.ref: p.other for p in found_pairs}.values())
     name = others[0].name.split()[0].lower()
-    return _finding(f, "warning", f"NSAID with {name}: reduced clearance and toxicity — avoid or monitor levels",
+    return paired(_finding(f, "warning", f"NSAID with {name}: reduced clearance and toxicity — avoid or monitor levels",
                     [drug_line(d) for d in nsaids + others],
                     "NSAIDs reduce renal clearance of lithium and methotrexate, raising levels into the toxic range. "
-                    "Avoid, or monitor levels closely.", "AGS Beers Criteria (2023): drug–drug interactions.", nsaids)
+                    "Avoid, or monitor levels closely.", "AGS Beers Criteria (2023): drug–drug interactions.", nsaids), found_pairs)
 
 
 @rule("nsaid.duplicate", title="Two NSAIDs", hooks=(PV, OS), sources=("BEERS2023",),
@@ -227,10 +230,11 @@ def duplicate(f: Facts, found: dict) -> Finding | None:
         return None
     drugs = list({d.ref: d for p in found_pairs for d in (p.own, p.other)}.values())
     drafts = [d for d in drugs if d.selected]
-    return _finding(f, "warning", "Two NSAIDs together: more GI and kidney harm, no more pain relief",
+    return paired(_finding(f, "warning", "Two NSAIDs together: more GI and kidney harm, no more pain relief",
                     [drug_line(d) for d in drugs],
                     "Combining NSAIDs adds toxicity without added benefit; keep one.",
-                    "AGS Beers Criteria (2023): avoid duplicate NSAID use.", drafts or drugs[1:], remove=bool(drafts))
+                    "AGS Beers Criteria (2023): avoid duplicate NSAID use.", drafts or drugs[1:], remove=bool(drafts)),
+                  found_pairs)
 
 
 @rule("nsaid.older-adult", title="NSAID in an older adult", hooks=(PV, OS), sources=("BEERS2023", "ACP2017"),

@@ -27,7 +27,7 @@ from .. import mme, orders
 from ..dosing import supply_days
 from ..facts import Drug, Facts
 from . import OS, PV, Finding, ctx, rule, suggest
-from .drugs import changed_draft, drug_detail, drug_line, limit_supply, pairs, subjects, units_per_day
+from .drugs import changed_draft, drug_detail, drug_line, limit_supply, paired, pairs, subjects, units_per_day
 
 OPIOID = ("opioid",)
 SEROTONERGIC_OPIOIDS = ("tramadol", "tapentadol", "meperidine", "methadone")
@@ -194,7 +194,7 @@ def dose(f: Facts, found: dict) -> Finding | None:
     return Finding("warning", summary,
                    drug_detail(t.why(), advice, drugs, "CDC 2022 recommendation 4 (category A, type 3); factors: "
                                "CDC 2022."),
-                   _remove_selected(drugs), "at-most-one", about=_about(f, drugs))
+                   _remove_selected(drugs), "at-most-one", about=_about(f, drugs), band=1 + high)
 
 
 @rule("opioid.naloxone", title="Offer naloxone", hooks=(PV, OS), sources=("CDC2022",),
@@ -248,21 +248,21 @@ def benzodiazepine(f: Facts, found: dict) -> Finding | None:
         benzos = list({p.other.ref: p.other for p in with_moud}.values())
         benzo_advice = ("Avoid starting the benzodiazepine (remove the draft)" if all(b.selected for b in benzos)
                         else "Review the benzodiazepine with the patient (taper, do not stop abruptly)")
-        return _finding(f, level, f"Benzodiazepine with {moud[0].ingredients_names[0]} for opioid use disorder: "
+        return paired(_finding(f, level, f"Benzodiazepine with {moud[0].ingredients_names[0]} for opioid use disorder: "
                         "keep the MOUD, avoid the benzodiazepine, offer naloxone",
                         [_line(d) for d in moud + benzos],
                         "continue the medication for opioid use disorder: stopping it raises the risk of overdose "
                         f"death. {benzo_advice}, avoid other sedatives, and offer naloxone.",
                         "FDA 2016 boxed warning and FDA 2017 MOUD communication; CDC 2022 recommendation 11.",
-                        _remove_selected(benzos) + _naloxone(f), benzos, drugs, selection="any")
+                        _remove_selected(benzos) + _naloxone(f), benzos, drugs, selection="any"), found_pairs)
     summary = ("Opioid with a benzodiazepine at " + t.shown + ": fatal overdose risk — avoid" if level == "critical"
                else "Opioid with a benzodiazepine: respiratory depression and overdose risk — avoid")
-    return _finding(f, level, summary, [_line(d) for d in drugs],
+    return paired(_finding(f, level, summary, [_line(d) for d in drugs],
                     "concurrent opioids and benzodiazepines increase the risk of fatal overdose; avoid the "
                     "combination, and if it cannot be avoided use the lowest doses and offer naloxone.",
                     "FDA 2016 boxed warning; CDC 2022 recommendation 11.",
                     _remove_selected(drugs) + (_naloxone(f) if with_moud else []),
-                    [d for d in drugs if not d.selected and "opioid" in d.classes], drugs)
+                    [d for d in drugs if not d.selected and "opioid" in d.classes], drugs), found_pairs)
 
 
 @rule("opioid.serotonergic", title="Serotonergic opioid with an antidepressant", hooks=(PV, OS),
@@ -278,20 +278,21 @@ def serotonergic(f: Facts, found: dict) -> Finding | None:
     others = list({p.other.ref: p.other for p in found_pairs}.values())
     drugs = opioids + others
     if all(d.moud for d in opioids):
-        return _finding(f, "warning", "Antidepressant with methadone for opioid use disorder: serotonin syndrome "
+        return paired(_finding(f, "warning", "Antidepressant with methadone for opioid use disorder: serotonin syndrome "
                         "risk — review the antidepressant",
                         [_line(d) for d in drugs],
                         "continue the methadone for opioid use disorder. Methadone is weakly serotonergic; with "
                         "SSRIs, SNRIs or TCAs monitor for serotonin syndrome and QT prolongation, or choose an "
                         "antidepressant with less interaction, with the methadone prescriber.",
                         "AGS Beers Criteria (2023): drug–drug interactions; FDA labels.", _remove_selected(others) + _naloxone(f),
-                        others, drugs, selection="any")
-    return _finding(f, "warning", f"{opioids[0].ingredients[0].name.title()} with an antidepressant: serotonin "
+                        others, drugs, selection="any"), found_pairs)
+    return paired(_finding(f, "warning", f"{opioids[0].ingredients[0].name.title()} with an antidepressant: serotonin "
                     "syndrome risk — choose another analgesic",
                     [_line(d) for d in drugs],
                     "these opioids inhibit serotonin reuptake; with SSRIs, SNRIs or TCAs they can cause serotonin "
                     "syndrome (and tramadol seizures). Choose a non-serotonergic analgesic or monitor closely.",
-                    "AGS Beers Criteria (2023): drug–drug interactions; FDA labels.", _remove_selected(opioids), opioids, drugs)
+                    "AGS Beers Criteria (2023): drug–drug interactions; FDA labels.", _remove_selected(opioids), opioids, drugs),
+                  found_pairs)
 
 
 def _dose_mg(f: Facts, drug: Drug, ingredient: str) -> tuple[float | None, float | None, float | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..facts import Facts
 from .. import orders
 from . import OS, PV, Finding, ctx, detail, rule
-from .drugs import short_name, drug_finding, changed_draft, drug_line, fix_suggestions, pairs, review_note, subjects
+from .drugs import changed_draft, drug_finding, drug_line, fix_suggestions, paired, pairs, review_note, short_name, subjects
 
 GABAPENTINOID = ("gabapentinoid",)
 DULOXETINE_EGFR_AVOID = 30  # label number, not a site parameter
@@ -24,12 +24,12 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
         return None
     others = list({p.other.ref: p.other for p in found_pairs}.values())
     partner = (short_name(others[0]) if others else "COPD or sleep apnoea")
-    return drug_finding(f, "warning", f"{short_name(drugs[0]).capitalize()} with {partner}: respiratory depression — "
+    return paired(drug_finding(f, "warning", f"{short_name(drugs[0]).capitalize()} with {partner}: respiratory depression — "
                     "avoid or start low",
                     drugs, [drug_line(d) for d in drugs + others] + [c.label for c in resp],
                     "Gabapentin and pregabalin add to opioid and benzodiazepine respiratory depression, worst with "
                     "lung disease. Avoid the combination, or start at the lowest dose and monitor.",
-                    "FDA 2019 drug safety communication; AGS Beers Criteria (2023).")
+                    "FDA 2019 drug safety communication; AGS Beers Criteria (2023)."), found_pairs)
 
 
 def _band_max(ingredient: str, egfr: float) -> int | None:
@@ -120,13 +120,16 @@ def renal(f: Facts, found: dict) -> Finding | None:
                "Gabapentinoid dose above the maximum for this eGFR: reduce the dose" if over else
                f"Gabapentinoid with reduced kidney function ({egfr_text}): check the daily dose")
     culprits = over or unknown
-    return Finding(level, summary,
+    finding = Finding(level, summary,
                    detail(why, "gabapentin and pregabalin are cleared by the kidney; above the label maximum they cause "
                           "sedation, dizziness and falls. Gabapentin: eGFR 30–59 ≤ 1,400 mg/day, 15–29 ≤ 700, < 15 ≤ "
                           "300. Pregabalin: 30–60 ≤ 300, 15–30 ≤ 150, < 15 ≤ 75.",
                           "FDA labels: gabapentin and pregabalin (renal dosing); AGS Beers Criteria (2023): reduce "
                           "the dose.", review_note(culprits)),
                    extra + (fix_suggestions(f, over) if over else []), "at-most-one")
+    if egfr is not None:  # the label's own eGFR bands (60, 30, 15)
+        finding.band = sum(egfr.below(t) for t in (60, 30, 15))
+    return finding
 
 
 def _kidney_function_unknown(f: Facts, drugs) -> Finding:
@@ -175,11 +178,11 @@ def duloxetine(f: Facts, found: dict) -> Finding | None:
     why += [c.label for c in liver]
     reasons = ([f"eGFR {egfr.shown}" if egfr and egfr.below(DULOXETINE_EGFR_AVOID) else "CKD stage 4–5"] if renal
                else []) + (["liver disease or alcohol use"] if liver else []) + (["tramadol"] if tramadol else [])
-    return drug_finding(f, "warning", f"Duloxetine with {' and '.join(reasons)}: avoid",
+    return paired(drug_finding(f, "warning", f"Duloxetine with {' and '.join(reasons)}: avoid",
                         culprits, why,
                         "Duloxetine is not recommended with eGFR < 30, hepatic impairment or substantial alcohol use "
                         "(hepatotoxicity, raised levels); with tramadol it risks serotonin syndrome and seizures.",
-                        "FDA label: duloxetine; AGS Beers Criteria (2023).")
+                        "FDA label: duloxetine; AGS Beers Criteria (2023)."), tramadol)
 
 
 @rule("tca.older-adult", title="Tricyclic antidepressant in an older adult", hooks=(PV, OS),

@@ -1,4 +1,5 @@
-"""The store: card ledger, clinician feedback and the JWT replay cache (no PHI).
+"""The store: card ledger, clinician feedback, the JWT replay cache and the card → pseudonym links of
+remembered overrides (no PHI: patients only as keyed pseudonyms).
 
 `Store` is the Protocol every backend implements; `open_store` picks the backend from the target:
 a file path → SQLite (the embedded default), `postgresql://…` → PostgreSQL, so several instances

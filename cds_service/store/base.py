@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .. import metrics
 from .protocol import StoreUnavailable, UnstorableValue
-from .text import HOOK_INSTANCE_MAX, feedback_problems, text_problem
+from .text import HOOK_INSTANCE_MAX, ID_MAX, checked, feedback_problems, text_problem
 
 log = logging.getLogger("cds_service.store")
 
@@ -39,12 +39,28 @@ TABLES = [
         iss TEXT NOT NULL, jti TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (iss, jti))""",
     # One row the readiness probe rewrites: proof that the store takes writes now.
     "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY, written_at TEXT NOT NULL)",
+    # Remembered overrides (overrides.py): which patient, by keyed pseudonym only, each returned card
+    # was about, and the fingerprint of each finding on it. Feedback on the card joins it by uuid, in
+    # whichever order the two arrive. order_token is a keyed hash of the draft order's id ('' = none).
+    """CREATE TABLE IF NOT EXISTS card_link (
+        card_uuid TEXT NOT NULL, rule_id TEXT NOT NULL, pseudonym TEXT NOT NULL, service_id TEXT NOT NULL,
+        order_token TEXT NOT NULL, indicator TEXT NOT NULL, band INTEGER NOT NULL, partners TEXT NOT NULL,
+        digest TEXT NOT NULL, evaluated_on TEXT NOT NULL, shown_at TEXT NOT NULL, PRIMARY KEY (card_uuid, rule_id))""",
+    "CREATE INDEX IF NOT EXISTS card_link_pseudonym ON card_link (pseudonym)",
+    # Findings withheld: `override` (quieted after an override), `repeat` (shown on order-select already).
+    """CREATE TABLE IF NOT EXISTS quieted (
+        rule_id TEXT NOT NULL, service_id TEXT NOT NULL, kind TEXT NOT NULL, quieted_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS quieted_rule ON quieted (rule_id)",
 ]
+STORE_TABLES = ("card_rule", "feedback", "seen_jti", "card_link", "quieted")
 # Free text stored by earlier versions is removed when a store opens.
 PURGE_FREE_TEXT = "UPDATE feedback SET override_display = NULL WHERE override_display IS NOT NULL"
 INSERT_CARD = "INSERT INTO card_rule VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 INSERT_FEEDBACK = "INSERT INTO feedback VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 INSERT_JTI = "INSERT INTO seen_jti VALUES (?,?,?) ON CONFLICT DO NOTHING"
+INSERT_LINK = "INSERT INTO card_link VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+INSERT_QUIETED = "INSERT INTO quieted VALUES (?,?,?,?)"
+LINK_FIELDS = "l.rule_id, l.order_token, l.indicator, l.band, l.partners, l.evaluated_on"
 PROBE = "INSERT INTO write_probe VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at"
 
 BATCH_MAX_ROWS = 2000  # rows per ledger transaction
@@ -393,6 +409,49 @@ class SqlStore:
             return self._executemany(cur, INSERT_JTI, [(iss, jti, expires_at)]) == 1
         return self._run(work, "jti")
 
+    # -- remembered overrides (synchronous: the link is stored before the response leaves) -----
+    def link_cards(self, links: list[tuple], quieted: list[tuple]) -> None:
+        """links: (card uuid, rule id, pseudonym, service id, order token, indicator, band, partners
+        JSON, digest, evaluated on); quieted: (rule id, service id, kind)."""
+        if not links and not quieted:
+            return
+        shown = now_text()
+        for row in links:
+            checked("card uuid", row[0], ID_MAX)
+
+        def work(cur):
+            if links:
+                self._executemany(cur, INSERT_LINK, [(*row, shown) for row in links])
+            if quieted:
+                self._executemany(cur, INSERT_QUIETED, [(*row, shown) for row in quieted])
+        self._run(work, "link")
+
+    def remembered_overrides(self, pseudonym: str) -> list[tuple]:
+        """The patient's overridden findings with a coded reason: (rule id, order token, indicator,
+        band, partners JSON, evaluated on, reason system, reason code), newest first."""
+        return self._run(lambda cur: self._execute(
+            cur, f"SELECT {LINK_FIELDS}, f.override_system, f.override_code FROM card_link l JOIN feedback f "
+                 "ON f.card_uuid = l.card_uuid WHERE l.pseudonym = ? AND f.outcome = 'overridden' "
+                 "AND f.override_code IS NOT NULL ORDER BY l.evaluated_on DESC, l.shown_at DESC",
+            (pseudonym,)).fetchall(), "overrides", write=False)
+
+    def shown_since(self, pseudonym: str, service_id: str, since: str) -> list[tuple]:
+        """Findings shown to this patient by a service since a UTC time (YYYY-MM-DDTHH:MM:SSZ):
+        (rule id, order token, indicator, band, partners JSON, evaluated on, digest)."""
+        return self._run(lambda cur: self._execute(
+            cur, f"SELECT {LINK_FIELDS}, l.digest FROM card_link l WHERE l.pseudonym = ? AND l.service_id = ? "
+                 "AND l.shown_at >= ?", (pseudonym, service_id, since)).fetchall(), "overrides", write=False)
+
+    def forget(self, pseudonym: str) -> int:
+        """Remove everything remembered about one patient's cards (overrides and order-select memory)."""
+        return self._run(lambda cur: self._execute(cur, "DELETE FROM card_link WHERE pseudonym = ?",
+                                                   (pseudonym,)).rowcount, "forget", timeout=max(self.timeout, 30.0))
+
+    def quieted_counts(self) -> dict[str, int]:
+        """Per rule: findings withheld after an override."""
+        return dict(self._query("SELECT rule_id, COUNT(*) FROM quieted WHERE kind = 'override' GROUP BY rule_id",
+                                timeout=max(self.timeout, 30.0)))
+
     # -- readiness ---------------------------------------------------------------------------
     def ping(self) -> bool:
         self._run(lambda cur: self._execute(cur, PROBE, (now_text(),)), "probe")
@@ -418,8 +477,11 @@ class SqlStore:
             "SELECT c.rule_id, f.override_code, COUNT(*) FROM feedback f JOIN card_rule c "
             "ON c.card_uuid = f.card_uuid WHERE f.outcome = 'overridden' AND f.override_code IS NOT NULL "
             "GROUP BY c.rule_id, f.override_code", timeout=slow)
-        rows = {rule: {"rule": rule, "shown": n, "accepted": 0, "overridden": 0, "override_reasons": {}}
+        rows = {rule: {"rule": rule, "shown": n, "accepted": 0, "overridden": 0, "override_reasons": {}, "quieted": 0}
                 for rule, n in shown.items()}
+        for rule, n in self.quieted_counts().items():
+            rows.setdefault(rule, {"rule": rule, "shown": 0, "accepted": 0, "overridden": 0, "override_reasons": {},
+                                   "quieted": 0})["quieted"] = n
         for rule, n in overridden:
             rows[rule]["overridden"] = n
         # An accepted suggestion counts for every rule that proposed it, and for no other rule of the card.
@@ -438,7 +500,7 @@ class SqlStore:
                            "(SELECT 1 FROM card_rule c WHERE c.card_uuid = f.card_uuid)", timeout=max(self.timeout, 30.0))[0][0]
 
     def count(self, table: str) -> int:
-        if table not in {"card_rule", "feedback", "seen_jti"}:
+        if table not in STORE_TABLES:
             raise ValueError(f"not a store table: {table}")
         return self._query(f"SELECT COUNT(*) FROM {table}")[0][0]
 
@@ -447,7 +509,7 @@ class SqlStore:
 
     def dump(self) -> str:
         out = []
-        for table in ("card_rule", "feedback", "seen_jti"):
+        for table in STORE_TABLES:
             out += [repr(r) for r in self._query(f"SELECT * FROM {table}", timeout=max(self.timeout, 30.0))]
         return "\n".join(out)
 

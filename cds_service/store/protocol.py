@@ -32,8 +32,24 @@ class Store(Protocol):
     def remember_jti(self, iss: str, jti: str, expires_at: int) -> bool:
         """Record a token id; False when it was seen before (a replay). StoreUnavailable on a fault."""
 
+    def link_cards(self, links: list[tuple], quieted: list[tuple]) -> None:
+        """Store, synchronously, which patient (a keyed pseudonym, never the id) each returned card was
+        about with each finding's fingerprint, and the findings withheld. StoreUnavailable on a fault."""
+
+    def remembered_overrides(self, pseudonym: str) -> list[tuple]:
+        """The patient's findings overridden with a coded reason (feedback joined to the card link)."""
+
+    def shown_since(self, pseudonym: str, service_id: str, since: str) -> list[tuple]:
+        """The patient's findings a service showed since a UTC time."""
+
+    def forget(self, pseudonym: str) -> int:
+        """Remove what is remembered about one patient's cards; the number of rows removed."""
+
+    def quieted_counts(self) -> dict[str, int]:
+        """Per rule: findings withheld after an override."""
+
     def report(self) -> list[dict]:
-        """Per rule: cards shown, accepted, overridden and override reasons."""
+        """Per rule: cards shown, accepted, overridden, override reasons and cards quieted."""
 
     def unmatched_feedback(self) -> int:
         """Feedback entries whose card is not in the ledger."""

@@ -94,7 +94,7 @@ def _viewer() -> Flask:
 
 def _detail(text: str) -> Markup:
     # Escape first: the detail quotes record content, which must never become markup. Record text
-    # arrives escaped for GFM already (facts.markdown_text): its "&lt;" and its "\:" (which breaks
+    # arrives escaped for GFM already (fhir_json.markdown_text): its "&lt;" and its "\:" (which breaks
     # GFM's bare-URL links; Python-Markdown has none) are shown as "<" and ":".
     # Python-Markdown wants a blank line before a list that follows a paragraph (GFM does not).
     text = html.escape(text, quote=False).replace("&amp;lt;", "&lt;").replace("\\:", ":")

@@ -1,6 +1,6 @@
 """Daily dose of a medication order, read from its FHIR dosage (R4, STU3 and DSTU2 shapes).
 
-RULES.md §3.7: administrations per day from timing.repeat (frequency or frequencyMax, period,
+the opioid rules: administrations per day from timing.repeat (frequency or frequencyMax, period,
 periodUnit), timing.code, or maxDosePerPeriod; PRN counts at its maximum; dose ranges at their
 high end. A dose in a mass unit is the dose; any other unit or none counts dosage units.
 Nothing is guessed: a missing piece gives a reason instead of a number.
@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+
+from .fhir_json import as_list
 
 PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30, "a": 365}
 TIMING_CODES = {"QD": 1, "QOD": 0.5, "BID": 2, "TID": 3, "QID": 4, "Q4H": 6, "Q6H": 4, "Q8H": 3,
@@ -59,13 +61,6 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 def _unit(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def as_list(value: object) -> list:
-    """A FHIR field that may be a list, a single object (as imperfect clients send) or anything else."""
-    if isinstance(value, list):
-        return value
-    return [value] if isinstance(value, dict) else []
 
 
 def _quantity_amount(q: object) -> Amount | None:

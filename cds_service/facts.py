@@ -1,5 +1,5 @@
 """Facts: the one place codes are looked up. Turns a PatientRecord into answers rules can ask for
-(`facts.has("gi_bleed_ulcer")`, `facts.current_of("nsaid")`), following RULES.md §1.
+(`facts.has("gi_bleed_ulcer")`, `facts.current_of("nsaid")`), following the clinical definitions.
 
 Incoming FHIR is read as plain JSON, tolerantly: every accessor accepts wrong types and missing
 fields, and one malformed resource only loses that resource.
@@ -8,17 +8,17 @@ fields, and one malformed resource only loses that resource.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterable
 
-from . import dosing
-from .dosing import as_list
+from .drugs import (NOT_GIVEN, Drug, drug_from_resource, extended_release_injection, request_is_current, stale_since,
+                    statement_is_current)
+from .fhir_json import (Coded, as_list, coded, concept_text, finite, first_date, markdown_text, parse_date,
+                        period_start, raw_codes, reference_key, status_code)
 from .record import PatientRecord
-from .terminology import (CPT, ICD10CM, LOINC, RXNORM, SNOMED, Ingredient, Terminology,
-                          er_from_name, normalise_code, normalise_system, route_from_name)
+from .terminology import CPT, ICD10CM, LOINC, SNOMED, Terminology
 
 BP_SETS = ("thoracic_radiculopathy", "thoracic_back_pain", "lumbar_lumbosacral_radiculopathy_sciatica",
            "radiculopathy_site_unspecified", "low_back_pain_nonspecific", "disc_disorder_without_radiculopathy",
@@ -27,9 +27,6 @@ RADIC_SETS = ("thoracic_radiculopathy", "lumbar_lumbosacral_radiculopathy_sciati
 LUMBAR_RADIC_SETS = ("lumbar_lumbosacral_radiculopathy_sciatica",)
 ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
-CURRENT_STATEMENT = {"active", "intended", "on-hold"}
-CURRENT_REQUEST = {"active", "on-hold"}
-SYSTEMIC_ROUTES = {"oral", "injectable", "rectal", "nasal"}
 
 LOINC_EGFR = ("98979-8", "62238-1", "33914-3", "48642-3", "48643-1")
 LOINC_TEMPERATURE = "8310-5"
@@ -37,100 +34,12 @@ LOINC_PAIN = ("72514-3", "75893-8", "38208-5")  # 38208-5 "Pain severity - Repor
 LOINC_STARTBACK = "91351-7"
 LOINC_PEG = ("91147-9", "91148-7")
 
-# Conditions kept at any clinical status (RULES.md §1 "Overdose history and substance use", MOUD).
+# Conditions kept at any clinical status (the clinical definitions "Overdose history and substance use", MOUD).
 HISTORY_SETS = frozenset({"opioid_overdose_history", "substance_use_opioid_stimulant", "opioid_use_disorder"})
 
-CNS_ACTIVE = ("opioid", "benzodiazepine", "gabapentinoid", "ssri", "snri", "tca",
-              "skeletal_muscle_relaxant", "z_drug")
 
 
 # -- tolerant readers ------------------------------------------------------------------------
-def codings(concept: object) -> list[dict]:
-    if not isinstance(concept, dict):
-        return []
-    return [c for c in as_list(concept.get("coding")) if isinstance(c, dict)]
-
-
-def concept_text(concept: object) -> str:
-    if not isinstance(concept, dict):
-        return ""
-    parts = [concept.get("text")] + [c.get("display") for c in codings(concept)]
-    return " ".join(p for p in parts if isinstance(p, str))
-
-
-def status_code(value: object) -> str | None:
-    """A status given as a code string (STU3/DSTU2) or a CodeableConcept (R4)."""
-    if isinstance(value, str):
-        return value.strip().lower()
-    for c in codings(value):
-        if isinstance(c.get("code"), str):
-            return c["code"].strip().lower()
-    return None
-
-
-# Characters that make Markdown (GFM) links, images, emphasis, code or strikethrough; "<" starts raw
-# HTML and autolinks, "://" and "www." start GitHub's bare-URL autolinks. Everything else is left
-# as written, so that "ICD-10-CM M54.16" or "eGFR >60" read the same.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]~])")
-_BARE_URL = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|\b(www)(\.)")
-
-
-def markdown_text(value: object) -> str:
-    """Text taken from the record, made inert for card Markdown: on one line, with Markdown's special
-    characters backslash-escaped, "<" as "&lt;" and bare URLs broken. Card links come only from the
-    knowledge base; a record can neither add a link, an image nor HTML to a card."""
-    if not isinstance(value, str):
-        return ""
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(value.split())).replace("<", "&lt;")
-    return _BARE_URL.sub(lambda m: "\\:" if m.group(1) else m.group(2) + "\\.", text)
-
-
-_DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?", re.ASCII)
-
-
-def parse_date(value: object) -> dt.date | None:
-    """FHIR date/dateTime/instant to a date (UTC when a time zone is given); partial dates round down."""
-    if not isinstance(value, str):
-        return None
-    if not value.isascii():
-        return None  # FHIR dates are ASCII digits; "２０２６" is not a date
-    if len(value) == 10 and value[4] == "-" and value[7] == "-":
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            return None
-    if "T" in value and len(value) > 10:
-        try:
-            stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if stamp.tzinfo:
-                stamp = stamp.astimezone(dt.timezone.utc)
-            return stamp.date()
-        except ValueError:
-            pass
-        except OverflowError:
-            pass  # 0001-01-01T00:00+01:00 is before year 1 in UTC: keep the date as written
-    m = _DATE.match(value)
-    if not m:
-        return None
-    try:
-        return dt.date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
-    except ValueError:
-        return None
-
-
-def period_start(value: object) -> dt.date | None:
-    return parse_date(value.get("start")) if isinstance(value, dict) else None
-
-
-def first_date(resource: dict, *fields: str) -> dt.date | None:
-    for name in fields:
-        value = resource.get(name)
-        date = period_start(value) if isinstance(value, dict) else parse_date(value)
-        if date:
-            return date
-    return None
-
-
 def unique(items: list) -> list:
     """Keep the first of items that describe the same resource (a condition in two value sets)."""
     seen, out = set(), []
@@ -143,14 +52,6 @@ def unique(items: list) -> list:
 
 
 # -- facts about single resources ---------------------------------------------------------
-@dataclass(frozen=True)
-class Coded:
-    system: str
-    code: str  # normalised for lookup (ICD-10-CM without the dot)
-    display: str
-    as_recorded: str = ""
-
-
 @dataclass
 class ConditionFact:
     id: str | None
@@ -174,89 +75,6 @@ class ConditionFact:
             system = {ICD10CM: "ICD-10-CM", SNOMED: "SNOMED CT"}.get(coded.system, coded.system)
             return f"{name} ({system} {coded.as_recorded or coded.code})"
         return name
-
-
-@dataclass
-class Drug:
-    ref: str  # "MedicationRequest/123" or "MedicationStatement/abc"
-    resource: dict
-    name: str
-    rxcui: str | None
-    ingredients: tuple[Ingredient, ...]
-    route: str | None
-    er_la: bool
-    by_name: bool
-    classes: frozenset[str]
-    date: dt.date | None
-    is_draft: bool = False
-    selected: bool = False
-    dstu2: bool = False
-    # "Possibly stale": an old current entry with nothing that ends it (see `_stale_since`). It may
-    # add a finding on an order, never silence one, and never fires a patient-view card by itself.
-    possibly_stale: bool = False
-    listed_since: dt.date | None = None
-    moud_reason: str = ""  # why a methadone order is treated as MOUD (an OUD condition or its reason code)
-
-    @property
-    def moud(self) -> bool:
-        """Medication for opioid use disorder (RULES.md §1 MOUD): buprenorphine, methadone or naltrexone."""
-        return "moud" in self.classes
-
-    @property
-    def pain_opioid(self) -> bool:
-        """An opioid that is not MOUD: the opioid the pain rules are about."""
-        return "opioid" in self.classes and "moud" not in self.classes
-
-    @property
-    def systemic(self) -> bool:
-        return self.route is None or self.route in SYSTEMIC_ROUTES
-
-    def has_ingredient(self, *names: str) -> bool:
-        return any(i.name in names for i in self.ingredients)
-
-    @property
-    def ingredients_names(self) -> tuple[str, ...]:
-        return tuple(i.name for i in self.ingredients)
-
-    @property
-    def label(self) -> str:
-        code = f" (RxNorm {self.rxcui})" if self.rxcui else ""
-        how = " — matched on the drug name" if self.by_name else ""
-        return f"{self.name}{code}{how}{self.stale_note}"
-
-    @property
-    def stale_note(self) -> str:
-        """What every card says of a possibly stale entry: it may no longer be taken."""
-        if not self.possibly_stale:
-            return ""
-        since = f" since {self.listed_since.year}" if self.listed_since else ""
-        return f" (on the medication list{since}, not renewed since: confirm the patient still takes it)"
-
-    @property
-    def dosages(self) -> list[dict]:
-        """dosageInstruction (requests) or dosage (statements), as a list of objects."""
-        raw = self.resource.get("dosageInstruction", self.resource.get("dosage"))
-        return [d for d in as_list(raw) if isinstance(d, dict)]
-
-    @cached_property
-    def daily(self) -> dosing.DailyAmount:
-        return dosing.daily_amount(self.dosages)
-
-    def strength_mg(self, ingredient: str) -> float | None:
-        """mg per dosage unit of one ingredient, parsed from the drug name (RxNorm style)."""
-        for key, (value, unit) in dosing.strengths_from_name(self.name).items():
-            if ingredient in key and unit == "MG":
-                return value
-        return None
-
-    def daily_mg(self, ingredient: str) -> float | None:
-        daily = self.daily
-        if daily.per_day is None:
-            return None
-        if daily.is_mass_mg:
-            return daily.per_day
-        strength = self.strength_mg(ingredient)
-        return daily.per_day * strength if strength is not None else None
 
 
 @dataclass
@@ -368,7 +186,7 @@ class Facts:
 
     def ever_recorded(self, *valuesets: str) -> list[ConditionFact]:
         """Conditions of the value sets at any clinical status and date, unless refuted or entered in
-        error (RULES.md §1: an overdose that has resolved is still history). Only HISTORY_SETS."""
+        error (the clinical definitions: an overdose that has resolved is still history). Only HISTORY_SETS."""
         return self.conditions_in(*valuesets, include_indications=False) + [
             c for c in self.history_conditions if c.valuesets.intersection(valuesets)]
 
@@ -487,7 +305,7 @@ class Facts:
 
     def current_pain_opioids(self, *, include_stale: bool = False) -> list[Drug]:
         """Current non-MOUD opioids; possibly stale entries only when asked (they never make a patient
-        'on opioids' or opioid tolerant, RULES.md §1)."""
+        'on opioids' or opioid tolerant, the clinical definitions)."""
         return [d for d in self.current_of("opioid") if d.pain_opioid and (include_stale or not d.possibly_stale)]
 
     def on_record(self, *classes: str, within_days: int | None = None,
@@ -561,103 +379,8 @@ class Facts:
             return "the laboratory results could not be obtained"
         return None
 
-    # -- NSAID contraindication (RULES.md §1, one definition for every rule) ------------------
-    @cached_property
-    def nsaid_contraindications(self) -> list[str]:
-        reasons = []
-        for c in self.conditions_in("gi_bleed_ulcer"):
-            reasons.append(f"GI bleeding or ulcer: {c.label}")
-        for d in self.current_of("anticoagulant", "antiplatelet_p2y12", "antiplatelet_aspirin"):
-            reasons.append(f"current {d.label}")
-        egfr = self.egfr
-        if egfr and egfr.below(self.params["EGFR_CAUTION"]):
-            reasons.append(f"eGFR {egfr.shown} on {egfr.date.isoformat()}")
-        for vs, what in (("ckd_stage3", "CKD stage 3"), ("ckd_stage4_5_dialysis", "CKD stage 4–5 or dialysis"),
-                         ("heart_failure", "heart failure"), ("pregnancy_any", "pregnancy"),
-                         ("cirrhosis", "cirrhosis"), ("cirrhosis_decompensated", "decompensated cirrhosis")):
-            for c in (self.pregnancies if vs == "pregnancy_any" else self.conditions_in(vs)):
-                reasons.append(f"{what}: {c.label}")
-        for d in self.current_of("lithium", "methotrexate"):
-            reasons.append(f"current {d.label}")
-        return reasons
-
-    @property
-    def nsaid_allowed(self) -> bool:
-        """An NSAID may be suggested: no contraindication, and kidney function is known or not needed."""
-        return not self.nsaid_contraindications and "observations" not in self.unavailable
-
-    @cached_property
-    def nsaid_needs_ppi(self) -> list[str]:
-        """Risks that call for naproxen with pantoprazole rather than alone."""
-        reasons = []
-        if self.older_adult:
-            reasons.append(f"age {self.age}")
-        for d in self.current_of("ssri", "snri", "systemic_corticosteroid"):
-            reasons.append(f"current {d.label}")
-        return reasons
-
-    @cached_property
-    def opioid_exclusions(self) -> list[str]:
-        """CDC 2022 exclusions (RULES.md §1): active cancer, sickle cell disease, hospice/palliative, age < 18."""
-        out = [f"cancer: {c.label}" for c in unique(self.conditions_in("active_malignancy",
-                                                                        "red_flag_malignancy_bone_spine"))]
-        out += [f"sickle cell disease: {c.label}" for c in self.conditions_in("sickle_cell_disease")]
-        out += [f"palliative care: {c.label}" for c in self.conditions_in("hospice_palliative")]
-        if self.age is not None and self.age < 18:
-            out.append(f"age {self.age}")
-        return out
-
-    @property
-    def in_hospice(self) -> bool:
-        return bool(self.conditions_in("hospice_palliative"))
-
-    @cached_property
-    def pregnancies(self) -> list[ConditionFact]:
-        """Pregnancy codes count only when onset/recorded is at most 42 weeks ago."""
-        return [c for c in self.conditions_in("pregnancy_any", "pregnancy_ge20wk")
-                if c.start is not None and (self.today - c.start).days <= 42 * 7]
-
-    def pregnancy_ge20(self) -> list[ConditionFact]:
-        out = []
-        for c in self.pregnancies:
-            weeks_since = (self.today - c.start).days / 7
-            z3a = next((int(k.code[3:5]) for k in c.codes if k.system == ICD10CM
-                        and re.fullmatch(r"Z3A\d\d", k.code.replace(".", ""))), None)
-            if "pregnancy_ge20wk" in c.valuesets and (z3a is None or z3a >= 20):
-                out.append(c)
-            elif z3a is not None and z3a + weeks_since >= 20:
-                out.append(c)
-        return out
-
 
 # -- building Facts from a record -------------------------------------------------------------
-def _coded(concept: object) -> list[Coded]:
-    out = []
-    for c in codings(concept):
-        system = normalise_system(c.get("system"))
-        code = normalise_code(system, c.get("code"))
-        if system and code:
-            out.append(Coded(system, code, markdown_text(c.get("display")), markdown_text(c.get("code"))))
-    return out
-
-
-def _raw_codes(concept: object) -> list[tuple[str, str]]:
-    """(system, normalised code) pairs of a CodeableConcept, without building Coded objects."""
-    if not isinstance(concept, dict):
-        return []
-    coding = concept.get("coding")
-    if not isinstance(coding, list):
-        coding = [coding] if isinstance(coding, dict) else []
-    out = []
-    for c in coding:
-        if isinstance(c, dict):
-            system = normalise_system(c.get("system"))
-            code = normalise_code(system, c.get("code"))
-            if system and code:
-                out.append((system, code))
-    return out
-
-
 def _in_sets(lookup, concept: object) -> bool:
     """Whether any coding of the concept is in a value set of `lookup` (a Terminology *_sets_raw)."""
     if not isinstance(concept, dict):
@@ -680,7 +403,7 @@ def condition_is_active(res: dict) -> bool:
 
 
 def _condition_fact(T: Terminology, res: dict, birth: dt.date | None, from_indication=False) -> ConditionFact | None:
-    codes = _coded(res.get("code"))
+    codes = coded(res.get("code"))
     sets: frozenset[str] = frozenset()
     for k in codes:
         sets = sets | T.condition_valuesets(k.system, k.code)
@@ -703,7 +426,7 @@ AGE_UNITS_PER_YEAR = {"a": 1, "mo": 12, "wk": 52.18, "d": 365.25}
 
 def _onset_from_age(age: object, birth: dt.date) -> dt.date | None:
     """birthDate + onsetAge; None when the age is not a number of a known unit or gives no real date."""
-    if not isinstance(age, dict) or not _finite(age.get("value")):
+    if not isinstance(age, dict) or not finite(age.get("value")):
         return None
     unit = age.get("code")
     per_year = AGE_UNITS_PER_YEAR.get(unit, 1) if isinstance(unit, str) else 1
@@ -711,264 +434,6 @@ def _onset_from_age(age: object, birth: dt.date) -> dt.date | None:
         return birth + dt.timedelta(days=int(float(age["value"]) / per_year * 365.25))
     except (OverflowError, ValueError):
         return None  # an age of 1e300 years: no date
-
-
-def _finite(value: object) -> bool:
-    """A JSON number that is a real, finite value (not a bool, NaN, ±Infinity or an int beyond float)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _medication_concept(res: dict, record: PatientRecord) -> tuple[dict | None, list[dict]]:
-    """(CodeableConcept of the drug, ingredient concepts) from medicationCodeableConcept/Reference."""
-    concept = res.get("medicationCodeableConcept")
-    if isinstance(concept, dict):
-        return concept, []
-    ref = res.get("medicationReference")
-    if isinstance(ref, dict):
-        target = ref.get("reference")
-        med = None
-        if isinstance(target, str):
-            if target.startswith("#"):
-                med = next((c for c in as_list(res.get("contained"))
-                            if isinstance(c, dict) and c.get("id") == target[1:]), None)
-            else:
-                med = record.medications.get("/".join(target.split("/_history/")[0].split("/")[-2:]))
-        if isinstance(med, dict):
-            ingredients = [i.get("itemCodeableConcept") for i in as_list(med.get("ingredient"))
-                           if isinstance(i, dict) and isinstance(i.get("itemCodeableConcept"), dict)]
-            code = med.get("code") if isinstance(med.get("code"), dict) else None
-            return code, ingredients
-        if isinstance(ref.get("display"), str):
-            return {"text": ref["display"]}, []
-    return None, []
-
-
-def _drug_classes(ingredients: Iterable[Ingredient], route: str | None, aspirin_mg_day: float | None,
-                  aspirin_unit_mg: float | None) -> frozenset[str]:
-    systemic = route is None or route in SYSTEMIC_ROUTES
-    ings = list(ingredients)
-    classes = set()
-    for ing in ings:
-        cls = ing.drug_class
-        if cls == "gastroprotection":
-            cls = "ppi" if ing.name.endswith("prazole") else ("misoprostol" if ing.name == "misoprostol" else "h2_blocker")
-        elif cls == "interacting_other":
-            cls = ing.name if ing.name in {"lithium", "methotrexate"} else cls
-        elif cls == "nsaid" and not systemic:
-            cls = "nsaid_non_systemic"
-        elif cls == "systemic_corticosteroid" and not systemic:
-            cls = "corticosteroid_non_systemic"
-        elif cls == "antiplatelet_aspirin":
-            # RULES.md §1: aspirin above 325 mg a day is an NSAID; at or below, an antiplatelet.
-            dose = aspirin_mg_day if aspirin_mg_day is not None else aspirin_unit_mg
-            if dose is not None and dose > 325 and systemic:
-                cls = "nsaid"
-        elif cls == "naloxone":
-            # Only single-ingredient rescue products count, not buprenorphine/naloxone.
-            if len(ings) > 1:
-                continue
-            cls = "naloxone_rescue"
-        elif cls == "opioid_antagonist" and any(i.drug_class == "opioid" for i in ings):
-            continue  # the sequestered naltrexone of abuse-deterrent morphine/oxycodone: not an antagonist
-        classes.add(cls)
-    if classes.intersection(CNS_ACTIVE):
-        classes.add("cns_active")
-    return frozenset(classes)
-
-
-@dataclass(frozen=True)
-class _Classified:
-    rxcui: str | None
-    name: str
-    ingredients: tuple[Ingredient, ...]
-    route: str | None
-    er_la: bool
-    by_name: bool
-
-
-_CLASSIFIED: dict[tuple, _Classified] = {}  # the same drugs recur across records: classify each once
-
-
-def _concept_key(concept: object) -> tuple:
-    """What classification reads of a concept: its text and (system, code, display) codings."""
-    if not isinstance(concept, dict):
-        return ()
-    text = concept.get("text") if isinstance(concept.get("text"), str) else None
-    return (text,) + tuple((c.get("system"), c.get("code"), c.get("display")) for c in codings(concept)
-                           if all(isinstance(c.get(k), (str, type(None))) for k in ("system", "code", "display")))
-
-
-def _known_rxcui(T: Terminology, concept: object) -> str | None:
-    """A known RxNorm code of the concept (clinical drug preferred to ingredient), read cheaply."""
-    best = None
-    for c in codings(concept):
-        code = c.get("code")
-        if isinstance(code, str) and code in T.drugs and normalise_system(c.get("system")) == RXNORM:
-            if best is None or T.drugs[best].tty == "IN":
-                best = code
-    return best
-
-
-def _classify(T: Terminology, concept: dict | None, ingredient_concepts: list[dict]) -> _Classified:
-    rxcui = _known_rxcui(T, concept)
-    key = ("rxnorm", rxcui) if rxcui else (_concept_key(concept), tuple(_concept_key(c) for c in ingredient_concepts))
-    hit = _CLASSIFIED.get(key)
-    if hit is not None:
-        return hit
-    entry = None
-    for k in _coded(concept):
-        if k.system == RXNORM:
-            candidate = T.drug(k.code)
-            if candidate and (entry is None or (entry.tty == "IN" and candidate.tty != "IN")):
-                entry = candidate
-    if entry:
-        result = _Classified(entry.rxcui, entry.name, entry.ingredients, entry.route, entry.er_la, False)
-    else:
-        text = " ".join(filter(None, [concept_text(concept)] + [concept_text(c) for c in ingredient_concepts]))
-        ingredients: tuple[Ingredient, ...] = ()
-        for c in ingredient_concepts:
-            for k in _coded(c):
-                if k.system == RXNORM and T.drug(k.code):
-                    ingredients += T.drug(k.code).ingredients
-        by_name = False
-        if not ingredients:
-            ingredients = T.ingredients_in_text(text)
-            by_name = bool(ingredients)
-        name = markdown_text(concept.get("text") if isinstance(concept, dict) else None) \
-            or next((k.display for k in _coded(concept) if k.display), None) or markdown_text(text) \
-            or "unnamed medication"
-        rxcui = next((k.as_recorded for k in _coded(concept) if k.system == RXNORM), None)
-        result = _Classified(rxcui, name, tuple(ingredients), route_from_name(text), er_from_name(text), by_name)
-    if len(_CLASSIFIED) > 50_000:
-        _CLASSIFIED.clear()
-    _CLASSIFIED[key] = result
-    return result
-
-
-def drug_of_order(resource: dict, ref: str) -> Drug | None:
-    """A suggested MedicationRequest as a selected draft Drug, classified like any order."""
-    from .terminology import load  # noqa: PLC0415 (the loader is cached)
-    return _drug(load(), resource, PatientRecord(patient_id=""), ref, is_draft=True, selected=True)
-
-
-def _drug(T: Terminology, res: dict, record: PatientRecord, ref: str, is_draft=False, selected=False) -> Drug | None:
-    concept, ingredient_concepts = _medication_concept(res, record)
-    if concept is None and not ingredient_concepts:
-        return None
-    c = _classify(T, concept, ingredient_concepts)
-    if not c.ingredients:
-        return None  # a drug the knowledge base does not know cannot fire or answer any rule
-    ingredients, name, rxcui, route, er, by_name = c.ingredients, c.name, c.rxcui, c.route, c.er_la, c.by_name
-    if route is None:
-        for dosage in as_list(res.get("dosageInstruction", res.get("dosage"))):
-            if isinstance(dosage, dict):
-                route = route_from_name(concept_text(dosage.get("route")))
-                if route:
-                    break
-    date = first_date(res, "authoredOn", "dateWritten", "effectiveDateTime", "effectivePeriod", "dateAsserted")
-    drug = Drug(ref=ref, resource=res, name=name, rxcui=rxcui, ingredients=tuple(ingredients), route=route,
-                er_la=er, by_name=by_name, classes=frozenset(), date=date, is_draft=is_draft, selected=selected,
-                dstu2=res.get("resourceType") == "MedicationOrder")
-    aspirin_day = drug.daily_mg("aspirin") if drug.has_ingredient("aspirin") else None
-    aspirin_unit = drug.strength_mg("aspirin") if drug.has_ingredient("aspirin") else None
-    drug.classes = _drug_classes(ingredients, route, aspirin_day, aspirin_unit)
-    if _moud_product(drug):
-        drug.classes = drug.classes | {"moud"}
-    return drug
-
-
-# RULES.md §1 MOUD, product by product. The route column says "transmucosal" for sublingual and buccal
-# alike, so the product name decides: buccal buprenorphine without naloxone (Belbuca) treats pain.
-# A transmucosal buprenorphine whose name says neither is treated as MOUD: protecting a patient's OUD
-# treatment from "stop" advice is the safer error (pain products are named buccal film).
-_BUCCAL = re.compile(r"\b(buccal|belbuca)\b", re.I)
-_BUP_IMPLANT_OR_ER = re.compile(r"\b(implant|probuphine|sublocade|brixadi|extended[- ]release)\b", re.I)
-_BUP_ER_CONCENTRATION = re.compile(r"\b(\d+(?:\.\d+)?)\s*MG/ML\b", re.I)
-_METHADONE_OUD_ONLY = re.compile(r"\b(tablet for oral suspension|dispersible|diskets)\b", re.I)
-
-
-def _moud_product(drug: Drug) -> bool:
-    names = [i.name for i in drug.ingredients]
-    text = drug.name + " " + " ".join(concept_text(d.get("route")) for d in drug.dosages)
-    if names == ["naltrexone"] and "opioid_antagonist" in drug.classes:
-        return True  # oral or extended-release injection
-    if "buprenorphine" in names:
-        if "naloxone" in names:
-            return True  # sublingual tablets and films, buccal film (Bunavail): all OUD products
-        if drug.route == "transmucosal" or re.search(r"\bsublingual\b", text, re.I):
-            return not _BUCCAL.search(text)
-        if _BUP_IMPLANT_OR_ER.search(text):
-            return True
-        if drug.route == "injectable":
-            # Extended-release injections are 50-356 mg/mL; the analgesic injection (Buprenex) is 0.3 mg/mL.
-            m = _BUP_ER_CONCENTRATION.search(drug.name)
-            return bool(m and float(m.group(1)) >= 50)
-        if drug.route is None:
-            # A name without a dose form ("buprenorphine 8 mg"): units of 2 mg or more exist only as OUD
-            # products (pain products are micrograms: buccal film ≤ 0.9 mg, patches in mcg/h).
-            unit = drug.strength_mg("buprenorphine")
-            return unit is not None and unit >= 2
-        return False
-    return names == ["methadone"] and bool(_METHADONE_OUD_ONLY.search(drug.name))
-
-
-def extended_release_injection(drug: Drug) -> bool:
-    """A monthly/weekly MOUD injection: naltrexone or buprenorphine, injectable."""
-    return drug.moud and drug.route == "injectable" and drug.has_ingredient("naltrexone", "buprenorphine")
-
-
-def _request_is_current(res: dict, today: dt.date) -> bool:
-    if status_code(res.get("status")) not in CURRENT_REQUEST:
-        return False
-    end = request_end(res)
-    return end is None or (today - end).days <= 7
-
-
-def request_end(res: dict) -> dt.date | None:
-    """When an order's validity or expected supply (with repeats) ends; None when it does not say."""
-    dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
-    ends = []
-    validity = dispense.get("validityPeriod")
-    if isinstance(validity, dict) and parse_date(validity.get("end")):
-        ends.append(parse_date(validity["end"]))
-    start = period_start(validity) or parse_date(res.get("authoredOn") or res.get("dateWritten"))
-    days = dosing.supply_days({"dispenseRequest": {"expectedSupplyDuration": dispense.get("expectedSupplyDuration")}}, None)
-    if start and days is not None:
-        repeats = dispense.get("numberOfRepeatsAllowed")
-        repeats = repeats if isinstance(repeats, int) and repeats >= 0 else 0
-        try:
-            ends.append(start + dt.timedelta(days=days * (1 + repeats)))
-        except OverflowError:
-            pass  # a supply beyond the calendar: no end date
-    return max(ends) if ends else None
-
-
-def _stale_since(res: dict, drug: Drug, today: dt.date, days: float) -> dt.date | None:
-    """RULES.md §1 "Possibly stale": the date the entry has been listed since, when it is that old."""
-    if res.get("resourceType") == "MedicationStatement":
-        dates = [d for d in (parse_date(res.get("effectiveDateTime")), period_start(res.get("effectivePeriod")),
-                             parse_date((res.get("effectivePeriod") or {}).get("end")
-                                        if isinstance(res.get("effectivePeriod"), dict) else None),
-                             parse_date(res.get("dateAsserted"))) if d]
-        if dates and (today - max(dates)).days > days:
-            return min(dates)
-        return None
-    dispense = res.get("dispenseRequest") if isinstance(res.get("dispenseRequest"), dict) else {}
-    validity = dispense.get("validityPeriod")
-    if (isinstance(validity, dict) and parse_date(validity.get("end"))) or dispense.get("expectedSupplyDuration"):
-        return None
-    if drug.date and (today - drug.date).days > days:
-        return drug.date
-    return None
-
-
-def _statement_is_current(res: dict) -> bool:
-    return status_code(res.get("status")) in CURRENT_STATEMENT
 
 
 def _modality(valuesets: frozenset[str], codes: list[Coded], text: str, T: Terminology) -> str | None:
@@ -1023,7 +488,7 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
         ref = f"{rtype}/{rid}"
         is_selected = ref in selected_refs
         if rtype in {"MedicationRequest", "MedicationOrder"}:
-            drug = _drug(T, res, record, ref, is_draft=True, selected=is_selected)
+            drug = drug_from_resource(T, res, record, ref, is_draft=True, selected=is_selected)
             if drug is not None:
                 (selected if is_selected else current).append(drug)
             if is_selected:
@@ -1037,24 +502,24 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
     record_drugs: list[Drug] = []
     for res in record.medication_requests:
         ref = f"{res.get('resourceType')}/{res.get('id')}"
-        drug = _drug(T, res, record, ref)
+        drug = drug_from_resource(T, res, record, ref)
         if drug is None or status_code(res.get("status")) == "entered-in-error":
             continue
         record_drugs.append(drug)
-        if _request_is_current(res, today):
+        if request_is_current(res, today):
             current.append(drug)
     for res in record.medication_statements:
         ref = f"MedicationStatement/{res.get('id')}"
-        drug = _drug(T, res, record, ref)
+        drug = drug_from_resource(T, res, record, ref)
         if drug is None or status_code(res.get("status")) == "entered-in-error":
             continue
         record_drugs.append(drug)
-        if _statement_is_current(res):
+        if statement_is_current(res):
             current.append(drug)
     stale_days = params.get("STALE_ORDER_DAYS", 400)
     for drug in current:
         if not drug.is_draft:
-            drug.listed_since = _stale_since(drug.resource, drug, today, stale_days)
+            drug.listed_since = stale_since(drug.resource, drug, today, stale_days)
             drug.possibly_stale = drug.listed_since is not None
     current += _recent_moud_injections(record_drugs, current, today)
     _mark_methadone_moud(T, current, conditions + history)
@@ -1083,8 +548,7 @@ def build_facts(record: PatientRecord, T: Terminology, *, today: dt.date, params
                  terminology=T)
 
 
-MOUD_INJECTION_DAYS = 30  # RULES.md §1: an extended-release naltrexone/buprenorphine injection lasts a month
-NOT_GIVEN = {"cancelled", "entered-in-error", "not-taken", "draft", "unknown"}
+MOUD_INJECTION_DAYS = 30  # The clinical definitions: an extended-release naltrexone/buprenorphine injection lasts a month
 
 
 def _recent_moud_injections(record_drugs: list[Drug], current: list[Drug], today: dt.date) -> list[Drug]:
@@ -1097,7 +561,7 @@ def _recent_moud_injections(record_drugs: list[Drug], current: list[Drug], today
 
 
 def _mark_methadone_moud(T: Terminology, current: list[Drug], conditions: list[ConditionFact]) -> None:
-    """RULES.md §1: a current (never a selected) methadone is MOUD while an opioid use disorder is on
+    """The clinical definitions: a current (never a selected) methadone is MOUD while an opioid use disorder is on
     record at any status (remission included), or when its own reason code names one."""
     oud = next((c for c in conditions if "opioid_use_disorder" in c.valuesets and not c.from_indication), None)
     for drug in current:
@@ -1105,7 +569,7 @@ def _mark_methadone_moud(T: Terminology, current: list[Drug], conditions: list[C
             continue
         reason = ""
         if any("opioid_use_disorder" in T.condition_valuesets(k.system, k.code)
-               for concept in as_list(drug.resource.get("reasonCode")) for k in _coded(concept)):
+               for concept in as_list(drug.resource.get("reasonCode")) for k in coded(concept)):
             reason = "opioid use disorder as its reason"
         elif oud is not None:
             reason = "opioid use disorder on the problem list"
@@ -1130,8 +594,8 @@ def _indications(T: Terminology, order: dict, record: PatientRecord, birth) -> l
             cond = next((c for c in as_list(order.get("contained")) if isinstance(c, dict)
                          and c.get("id") == target[1:]), None)
         else:
-            rid = target.split("/_history/")[0].split("/")[-1]
-            cond = next((c for c in record.conditions if c.get("id") == rid), None)
+            key = reference_key(target)
+            cond = next((c for c in record.conditions if f"Condition/{c.get('id')}" == key), None)
         if isinstance(cond, dict) and condition_is_active(cond):
             fact = _condition_fact(T, {"code": cond.get("code")}, birth, from_indication=True)
             if fact:
@@ -1140,7 +604,7 @@ def _indications(T: Terminology, order: dict, record: PatientRecord, birth) -> l
 
 
 def _procedure_fact(T: Terminology, res: dict, ref: str) -> ProcedureFact:
-    codes = _coded(res.get("code"))
+    codes = coded(res.get("code"))
     sets: frozenset[str] = frozenset()
     for k in codes:
         sets = sets | T.procedure_valuesets(k.system, k.code)
@@ -1161,7 +625,7 @@ def _labs(observations: list[dict]) -> tuple[dict[str, list[Lab]], list[str]]:
     labs: dict[str, list[Lab]] = {}
     unreadable: list[tuple[str, str]] = []  # (LOINC code, how the card names it)
     for res in observations:
-        codes = [code for system, code in _raw_codes(res.get("code")) if system == LOINC and code in wanted]
+        codes = [code for system, code in raw_codes(res.get("code")) if system == LOINC and code in wanted]
         if not codes or status_code(res.get("status")) in {"entered-in-error", "cancelled"}:
             continue
         date = first_date(res, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
@@ -1196,11 +660,11 @@ def _psychosocial_subscore(res: dict) -> float | None:
 
 def _observation_value(res: dict) -> tuple[float, str | None, str] | None:
     q = res.get("valueQuantity")
-    if isinstance(q, dict) and _finite(q.get("value")):
+    if isinstance(q, dict) and finite(q.get("value")):
         comparator = q.get("comparator") if isinstance(q.get("comparator"), str) else None
         unit = next((u for u in (q.get("code"), q.get("unit")) if isinstance(u, str) and u), "")
         return float(q["value"]), comparator if comparator in {"<", "<=", ">", ">="} else None, unit
-    if isinstance(res.get("valueInteger"), int) and _finite(res["valueInteger"]):
+    if isinstance(res.get("valueInteger"), int) and finite(res["valueInteger"]):
         return float(res["valueInteger"]), None, ""
     s = res.get("valueString")
     if isinstance(s, str):

@@ -1,4 +1,4 @@
-"""Morphine milligram equivalents per day (RULES.md §3.7, CDC 2022 factors).
+"""Morphine milligram equivalents per day (the opioid rules, CDC 2022 factors).
 
 Per order: mg/day = strength per unit (OMTK table, else parsed from the drug name; the opioid
 ingredient of a combination product only) × dose per administration × administrations per day.
@@ -9,7 +9,7 @@ Revision 2: a dose in mg/mcg of an opioid ingredient needs no product strength; 
 methadone for opioid use disorder (MOUD) are left out and named; a selected draft that renews a
 current order (same drug code, same dose) is counted once.
 
-Opioid tolerance (RULES.md §1, FDA labels) is here too: it reads the same per-order doses.
+Opioid tolerance (the clinical definitions, FDA labels) is here too: it reads the same per-order doses.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 from . import dosing
-from .facts import NOT_GIVEN, Drug, parse_date, request_end, status_code
+from .drugs import NOT_GIVEN, Drug, request_end
+from .fhir_json import parse_date, status_code
 from .terminology import Terminology
 
 # CDC 2022 Clinical Practice Guideline, Table: MME conversion factors (mg/day; fentanyl mcg/hr).
@@ -53,7 +54,7 @@ class OrderMme:
 @dataclass
 class MmeTotal:
     orders: list[OrderMme] = field(default_factory=list)
-    moud: list[str] = field(default_factory=list)  # MOUD left out, one line each (RULES.md §1)
+    moud: list[str] = field(default_factory=list)  # MOUD left out, one line each (the clinical definitions)
     renewals: list[str] = field(default_factory=list)  # current orders a selected draft renews
 
     @property
@@ -190,7 +191,7 @@ def _calculated(T: Terminology, drug: Drug, ingredient: str) -> OrderMme:
 
 
 def moud_line(T: Terminology, drug: Drug) -> str:
-    """How a MOUD order is named where MME/day is shown (RULES.md §1)."""
+    """How a MOUD order is named where MME/day is shown (the clinical definitions)."""
     ingredient = "methadone" if drug.has_ingredient("methadone") else (
         "naltrexone" if drug.has_ingredient("naltrexone") else "buprenorphine")
     if drug.moud_reason:
@@ -225,7 +226,7 @@ def total_mme(T: Terminology, drugs: list[Drug]) -> MmeTotal:
     return total
 
 
-# -- opioid tolerance (RULES.md §1, FDA labels) -------------------------------------------------
+# -- opioid tolerance (the clinical definitions, FDA labels) -------------------------------------------------
 # Daily dose that, taken for a week, makes a patient opioid tolerant (mg/day; fentanyl patch mcg/h).
 TOLERANCE_MG_PER_DAY = {"morphine": 60.0, "oxycodone": 30.0, "hydromorphone": 8.0, "oxymorphone": 25.0,
                         "hydrocodone": 60.0}
@@ -275,7 +276,7 @@ def _span(drug: Drug, current_refs: set[str], today: dt.date) -> tuple[dt.date, 
 
 
 def tolerance(T: Terminology, current: list[Drug], record: list[Drug], today: dt.date) -> Tolerance:
-    """RULES.md §1 "Opioid tolerant": current, not possibly stale, non-MOUD opioid orders (never drafts);
+    """The clinical definitions "Opioid tolerant": current, not possibly stale, non-MOUD opioid orders (never drafts);
     each ingredient taken continuously for ≥ 7 days, counted at its lowest daily dose over those days."""
     qualifying = [d for d in current if d.pain_opioid and not d.is_draft and not d.possibly_stale]
     current_refs = {d.ref for d in qualifying}

@@ -1,7 +1,7 @@
 """Suggestions: CDS Hooks 2.0 actions carrying FHIR R4 resources (status draft, subject = patient).
 
 Orderable items come from knowledge/orderables.toml. Each suggestion has a `key` naming what it
-orders, so cards can tell when two findings would offer the same thing (RULES.md §2).
+orders, so cards can tell when two findings would offer the same thing (the card rules).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from .fhir_client import FhirClient, FhirFetchError, NotAwaited
+from .fhir_json import reference_key
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,7 @@ def _references_patient(resource: dict, patient_id: str) -> bool:
         return True  # identifier- or display-only reference: cannot tell, keep
     if ref == "Patient/" + patient_id:
         return True
-    parts = ref.split("/_history/")[0].rstrip("/").split("/")
-    return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id
+    return reference_key(ref.rstrip("/")) == f"Patient/{patient_id}"
 
 
 def _resources(value: dict):

@@ -1,4 +1,4 @@
-"""RULES.md §2 card rules: alert burden (care-plan merge), ordering, one suggestion per card,
+"""The card rules card rules: alert burden (care-plan merge), ordering, one suggestion per card,
 sources and links, override reasons, site configuration of rules."""
 
 from __future__ import annotations

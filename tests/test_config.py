@@ -118,7 +118,7 @@ def test_the_allow_list_from_a_file_refuses_other_servers(tmp_path, monkeypatch)
 def test_rule_parameters_keep_their_names_and_take_new_numbers():
     settings = load_settings({"rules": {"parameters": {"PERSISTENT_WEEKS": 6, "SEVERE_PAIN": 8}}})
     assert settings.params["PERSISTENT_WEEKS"] == 6 and settings.params["SEVERE_PAIN"] == 8
-    # Parameters not named keep the RULES.md defaults, including revision 2's.
+    # Parameters not named keep the the catalogue's defaults, including revision 2's.
     assert {k: settings.params[k] for k in ("STALE_ORDER_DAYS", "CHRONIC_WEEKS", "EGFR_CAUTION")} == \
         {"STALE_ORDER_DAYS": 400, "CHRONIC_WEEKS": 12, "EGFR_CAUTION": 60}
     with pytest.raises(ConfigError, match="MME_WARN must be a number"):

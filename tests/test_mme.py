@@ -1,11 +1,11 @@
-"""The MME/day calculator (RULES.md §3.7) on real FHIR MedicationRequest JSON, with exact figures."""
+"""The MME/day calculator (the opioid rules) on real FHIR MedicationRequest JSON, with exact figures."""
 
 from __future__ import annotations
 
 import pytest
 
 from cds_service import mme, terminology
-from cds_service.facts import _drug
+from cds_service.drugs import drug_from_resource as _drug
 from cds_service.record import PatientRecord
 
 T = terminology.load()
@@ -121,7 +121,7 @@ def test_missing_dose_or_frequency_is_not_a_guess():
 
 
 def test_buprenorphine_and_parenteral_have_no_factor():
-    # RULES.md rev. 2: sublingual buprenorphine/naloxone is MOUD, left out of MME/day and named.
+    # catalogue revision 2: sublingual buprenorphine/naloxone is MOUD, left out of MME/day and named.
     moud = calc(order("351266", dosage=daily(1)))
     assert moud.total == 0 and not moud.orders
     assert "buprenorphine for opioid use disorder: not counted in MME/day" in moud.detail()

@@ -1,4 +1,4 @@
-"""RULES.md revision 2, the opioid part (§1 MOUD, possibly stale, opioid tolerant, overdose history;
+"""catalogue revision 2, the opioid part (§1 MOUD, possibly stale, opioid tolerant, overdose history;
 §3.7; the MME paragraph), through the HTTP API, as a clinician reads the cards: which rules speak, at
 which level, the key figure or phrase, and which one-click suggestions are (and are not) offered.
 

@@ -1,4 +1,4 @@
-"""Every order-select rule of RULES.md §3.2 (imaging.avoid-early) and §3.4–§3.7, positive and
+"""Every order-select rule of the imaging rules (imaging.avoid-early) and §3.4–§3.7, positive and
 negative, through the HTTP API; the suggestions a clinician can accept in one click."""
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ def test_fentanyl_patch_60_mme(client):
 
 
 def test_two_identical_current_orders_each_count(client):
-    # RULES.md rev. 2: the selected draft renews one of the current orders (same code and dose): counted once.
+    # catalogue revision 2: the selected draft renews one of the current orders (same code and dose): counted once.
     card = card_of(cards_for(client, "os_two_concurrent_opioid_orders"), "opioid.mme")
     assert card["summary"].startswith("Opioid dose 60 MME/day")
     assert card["detail"].count("20 mg/day × 1.5 = 30 MME/day") == 2
@@ -361,7 +361,7 @@ def test_bone_metastases_silence_dose_duration_and_third_line(client):
     rules = rules_of(cards_for(client, "os_opioid_with_bone_metastases"))
     for silenced in ("opioid.third-line", "opioid.mme", "opioid.extended-release", "opioid.acute-duration"):
         assert silenced not in rules
-    assert "opioid.naloxone" in rules  # RULES.md §1: no cancer exception for naloxone
+    assert "opioid.naloxone" in rules  # The clinical definitions: no cancer exception for naloxone
     body = mutate(load_fixture("os_opioid_with_bone_metastases"), lambda b: b["prefetch"]["conditions"]["entry"].pop(1))
     rules = rules_of(cards_for(client, body))
     assert "opioid.mme" in rules and "opioid.acute-duration" in rules
@@ -396,7 +396,7 @@ def test_extended_release_for_opioid_naive(client):
     card = card_of(cards_for(client, "os_extended_release_opioid_naive"), "opioid.extended-release")
     assert actions(card, "delete")[0]["resourceId"] == "MedicationRequest/draft-oxycontin"
     body = load_fixture("os_extended_release_opioid_naive")
-    # RULES.md rev. 2: opioid tolerant (oxycodone 40 mg/day ≥ 30 mg for ≥ 7 days), not "any opioid in 90 days".
+    # catalogue revision 2: opioid tolerant (oxycodone 40 mg/day ≥ 30 mg for ≥ 7 days), not "any opioid in 90 days".
     body["prefetch"]["medicationRequests"]["entry"].append({"resource": {
         "resourceType": "MedicationRequest", "id": "old-oxy", "status": "active", "intent": "order",
         "subject": {"reference": "Patient/os-er-naive"}, "authoredOn": "2026-02-01",

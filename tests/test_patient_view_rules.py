@@ -1,4 +1,4 @@
-"""Every patient-view rule of RULES.md §3.1–§3.3: a positive and a negative scenario through the
+"""Every patient-view rule of the red-flag rules to the care-plan rules: a positive and a negative scenario through the
 HTTP API, asserting what the clinician sees (rule ids, indicators, suggested orders, figures)."""
 
 from __future__ import annotations

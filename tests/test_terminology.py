@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cds_service import terminology
-from cds_service.facts import _drug, condition_is_active
+from cds_service.drugs import drug_from_resource as _drug
+from cds_service.facts import condition_is_active
 from cds_service.record import PatientRecord
 from cds_service.terminology import ICD10CM, SNOMED, build
 

@@ -77,9 +77,10 @@ def _string_literals(path: Path) -> set[str]:
 
 
 def valuesets_used(known: set[str]) -> list[str]:
-    """Value-set and drug-class names written in the rules and in facts (a static scan of literals)."""
-    from .. import facts, rules
-    paths = sorted(Path(rules.__file__).parent.glob("*.py")) + [Path(facts.__file__)]
+    """Value-set and drug-class names written in the rules, facts and drug classification (a static
+    scan of literals)."""
+    from .. import drugs, facts, rules
+    paths = sorted(Path(rules.__file__).parent.glob("*.py")) + [Path(facts.__file__), Path(drugs.__file__)]
     literals = set().union(*(_string_literals(p) for p in paths))
     return sorted(literals & known)
 

@@ -1,4 +1,4 @@
-"""The rule catalogue (RULES.md §3), one module per family, registered in catalogue order.
+"""The rule catalogue (the rule catalogue), one module per family, registered in catalogue order.
 
 A rule is a pure function `facts, found -> Finding | None` with its id, hooks, trigger in words,
 levels, suggestions in words and sources beside it (`@rule(...)`). `found` holds the findings of
@@ -7,7 +7,7 @@ the rules before it in catalogue order (imaging rules look at red flags, for exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .. import orders
@@ -91,6 +91,11 @@ def detail(why, recommendation: str, evidence: str, note: str = "") -> str:
     return f"**Why:**{facts}\n\n**Recommendation:** {recommendation}{note}\n\n**Evidence:** {evidence}"
 
 
-# Import order is catalogue order.
+# The families in catalogue order; within a module, definition order. (A module may import another's
+# definitions, e.g. first_line uses the NSAID contraindication, so import order alone does not decide.)
+FAMILY_MODULES = ("red_flags", "imaging", "first_line", "nsaid", "muscle_relaxant", "second_line", "opioid")
 from . import red_flags, imaging, first_line  # noqa: E402,F401
 from . import nsaid, muscle_relaxant, second_line, opioid  # noqa: E402,F401
+
+CATALOGUE.sort(key=lambda r: (FAMILY_MODULES.index(r.evaluate.__module__.rsplit(".", 1)[-1]), r.order))
+CATALOGUE[:] = [replace(r, order=i) for i, r in enumerate(CATALOGUE)]

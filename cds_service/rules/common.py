@@ -1,5 +1,5 @@
 """Shared pieces for rule modules: region-aware imaging and referral suggestions that are not
-repeated once the same study or referral is on record since onset (RULES.md §2)."""
+repeated once the same study or referral is on record since onset (the card rules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the drug-safety rules (RULES.md §3.4–§3.7): which drugs a rule is about,
+"""Shared pieces of the drug-safety rules (the NSAID rules to the opioid rules): which drugs a rule is about,
 pairs that fire both ways, and suggestions that respect §2 — a selected draft may be removed,
 replaced or updated; a current drug is never changed, only reviewed, with alternatives created."""
 
@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass
 
 from .. import orders
-from ..facts import Drug, Facts
+from ..drugs import Drug
+from ..facts import Facts
 from . import PV, Finding, ctx, detail
 from .suggest import liver_risk
 
@@ -178,7 +179,7 @@ def as_r4_request(drug: Drug, patient_id: str) -> dict:
 
 def changed_draft(f: Facts, drug: Drug, change, label: str) -> orders.Suggestion:
     """Apply `change(resource)` to a selected draft: `update` for R4/STU3, or for a DSTU2
-    MedicationOrder `delete` + `create` of an R4 MedicationRequest (never `update`, RULES.md §2)."""
+    MedicationOrder `delete` + `create` of an R4 MedicationRequest (never `update`, the card rules)."""
     if drug.dstu2:
         resource = as_r4_request(drug, f.patient_id)
         change(resource)

@@ -7,6 +7,7 @@ from ..facts import LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, Facts
 from . import PV, Finding, ctx, detail, rule, suggest
 from .common import bp_text, thoracic_note
 from .drugs import _fresh
+from .nsaid import nsaid_allowed, nsaid_contraindications, nsaid_needs_ppi
 
 EARLY_REVIEW_DAYS = 14  # monitoring.early-review: the first two weeks of an episode
 START_BACK_FROM_DAYS = 10  # assessment.start-back: from day 10 of an episode
@@ -28,19 +29,19 @@ def first_line_drug(f: Facts) -> tuple[list[orders.Suggestion], str]:
     checked like an order, and the sentence explaining the choice."""
     notes = []
     no_egfr = f.egfr is None
-    if f.nsaid_allowed and not (no_egfr and f.older_adult):
-        keys = ["naproxen_500", "pantoprazole_40"] if f.nsaid_needs_ppi else ["naproxen_500"]
+    if nsaid_allowed(f) and not (no_egfr and f.older_adult):
+        keys = ["naproxen_500", "pantoprazole_40"] if nsaid_needs_ppi(f) else ["naproxen_500"]
         drug, why_not = suggest.drug(f, keys)
         if drug:
-            if f.nsaid_needs_ppi:
+            if nsaid_needs_ppi(f):
                 return [drug], (f"Naproxen with pantoprazole 40 mg for gastroprotection "
-                                f"({'; '.join(f.nsaid_needs_ppi)}).")
+                                f"({'; '.join(nsaid_needs_ppi(f))}).")
             check = (f" No eGFR in the last {f.params['LAB_LOOKBACK_DAYS']:g} days: check kidney function if the "
                      "NSAID is continued beyond a few days.") if no_egfr else ""
             return [drug], f"Naproxen: an NSAID is the first-line drug.{check}"
         notes.append(why_not)
-    elif f.nsaid_contraindications:
-        notes.append("NSAID avoided: " + "; ".join(f.nsaid_contraindications) + ".")
+    elif nsaid_contraindications(f):
+        notes.append("NSAID avoided: " + "; ".join(nsaid_contraindications(f)) + ".")
     elif "observations" in f.unavailable:
         notes.append("NSAID withheld: kidney function (eGFR) could not be checked because the laboratory results "
                      "could not be obtained.")
@@ -169,11 +170,11 @@ def second_line(f: Facts, found: dict) -> Finding | None:
     if not f.persistent or _current(f, "gabapentinoid", "snri", "tca"):
         return None
     nsaid_tried = f.on_record("nsaid", since=f.onset_date)
-    if not nsaid_tried and not f.nsaid_contraindications:
+    if not nsaid_tried and not nsaid_contraindications(f):
         return None
     why = [f"{bp_text(f)} ({f.episode_text})"]
     why.append(f"NSAID tried: {nsaid_tried[0].label}" if nsaid_tried else
-               "NSAID contraindicated: " + "; ".join(f.nsaid_contraindications))
+               "NSAID contraindicated: " + "; ".join(nsaid_contraindications(f)))
     suggestions, lines = [], []
     if f.has_radic:
         drug, why_not = suggest.drug(f, ["gabapentin_300"])

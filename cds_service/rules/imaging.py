@@ -1,4 +1,4 @@
-"""RULES.md §3.2 — imaging and procedures."""
+"""The imaging rules — imaging and procedures."""
 
 from __future__ import annotations
 

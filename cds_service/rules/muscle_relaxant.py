@@ -1,4 +1,4 @@
-"""RULES.md §3.5 — skeletal muscle relaxants (order-select on a draft or the pair's other drug;
+"""The muscle-relaxant rules — skeletal muscle relaxants (order-select on a draft or the pair's other drug;
 patient-view on a current one)."""
 
 from __future__ import annotations

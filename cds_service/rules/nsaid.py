@@ -1,13 +1,65 @@
-"""RULES.md §3.4 — NSAID safety (order-select on a draft NSAID or the pair's other drug;
+"""The NSAID rules — NSAID safety (order-select on a draft NSAID or the pair's other drug;
 patient-view on a current NSAID). "NSAID" here is always a systemic NSAID (facts class `nsaid`)."""
 
 from __future__ import annotations
 
-from ..facts import Facts
+import re
+
+from ..facts import ConditionFact, Facts
+from ..terminology import ICD10CM
 from . import OS, PV, Finding, detail, rule, suggest
 from .drugs import drug_detail, drug_line, fix_suggestions, paired, pairs, protected, subjects
 
 NSAID = ("nsaid",)
+PREGNANCY_CURRENT_WEEKS = 42  # a pregnancy code counts for 42 weeks from its onset or recording
+
+
+# -- NSAID contraindication: the one definition every rule that suggests or forbids an NSAID uses ------
+def pregnancies(f: Facts) -> list[ConditionFact]:
+    """Pregnancy codes count only when onset/recorded is at most 42 weeks ago."""
+    return [c for c in f.conditions_in("pregnancy_any", "pregnancy_ge20wk")
+            if c.start is not None and (f.today - c.start).days <= PREGNANCY_CURRENT_WEEKS * 7]
+
+
+def pregnancy_ge20(f: Facts) -> list[ConditionFact]:
+    """Pregnancies at 20 weeks or more: a third-trimester code, or Z3A.nn plus the weeks since it."""
+    out = []
+    for c in pregnancies(f):
+        weeks_since = (f.today - c.start).days / 7
+        z3a = next((int(k.code[3:5]) for k in c.codes if k.system == ICD10CM
+                    and re.fullmatch(r"Z3A\d\d", k.code.replace(".", ""))), None)
+        if "pregnancy_ge20wk" in c.valuesets and (z3a is None or z3a >= 20):
+            out.append(c)
+        elif z3a is not None and z3a + weeks_since >= 20:
+            out.append(c)
+    return out
+
+
+def nsaid_contraindications(f: Facts) -> list[str]:
+    """Why no NSAID may be suggested (and why a drafted one should go)."""
+    reasons = [f"GI bleeding or ulcer: {c.label}" for c in f.conditions_in("gi_bleed_ulcer")]
+    reasons += [f"current {d.label}" for d in f.current_of("anticoagulant", "antiplatelet_p2y12", "antiplatelet_aspirin")]
+    egfr = f.egfr
+    if egfr and egfr.below(f.params["EGFR_CAUTION"]):
+        reasons.append(f"eGFR {egfr.shown} on {egfr.date.isoformat()}")
+    for vs, what in (("ckd_stage3", "CKD stage 3"), ("ckd_stage4_5_dialysis", "CKD stage 4–5 or dialysis"),
+                     ("heart_failure", "heart failure"), ("pregnancy_any", "pregnancy"),
+                     ("cirrhosis", "cirrhosis"), ("cirrhosis_decompensated", "decompensated cirrhosis")):
+        for c in (pregnancies(f) if vs == "pregnancy_any" else f.conditions_in(vs)):
+            reasons.append(f"{what}: {c.label}")
+    reasons += [f"current {d.label}" for d in f.current_of("lithium", "methotrexate")]
+    return reasons
+
+
+def nsaid_allowed(f: Facts) -> bool:
+    """An NSAID may be suggested: no contraindication, and kidney function is known or not needed."""
+    return not nsaid_contraindications(f) and "observations" not in f.unavailable
+
+
+def nsaid_needs_ppi(f: Facts) -> list[str]:
+    """Risks that call for naproxen with pantoprazole rather than alone."""
+    reasons = [f"age {f.age}"] if f.older_adult else []
+    return reasons + [f"current {d.label}" for d in f.current_of("ssri", "snri", "systemic_corticosteroid")]
 
 
 def _data_note(f: Facts) -> str:
@@ -171,10 +223,10 @@ def cardiovascular(f: Facts, found: dict) -> Finding | None:
       levels=("critical", "warning"), suggests="remove the NSAID; acetaminophen")
 def pregnancy(f: Facts, found: dict) -> Finding | None:
     drugs = subjects(f, *NSAID)
-    pregnant = f.pregnancies
+    pregnant = pregnancies(f)
     if not drugs or not pregnant:
         return None
-    late = f.pregnancy_ge20()
+    late = pregnancy_ge20(f)
     level = "critical" if late else "warning"
     summary = ("NSAID at ≥ 20 weeks of pregnancy: avoid — fetal kidney injury, low amniotic fluid" if late else
                "NSAID in pregnancy: avoid unless essential; never from 20 weeks")

@@ -1,4 +1,4 @@
-"""RULES.md §3.7 — opioids (order-select on a draft opioid or the pair's other drug; patient-view on a
+"""The opioid rules — opioids (order-select on a draft opioid or the pair's other drug; patient-view on a
 current opioid). CDC 2022 exclusions (active cancer, sickle cell disease, hospice/palliative care,
 age < 18) silence third-line, MME, extended-release (below its critical tier) and acute-duration; the
 benzodiazepine and naloxone rules still fire, except in hospice.
@@ -8,7 +8,7 @@ stopped, reduced or deleted, never in MME/day, never what makes a patient "on op
 MOUD targets the other drug and adds naloxone. The rules below ask `Drug.pain_opioid` (an opioid
 that is not MOUD) where the guideline means an analgesic opioid.
 
-Choices where RULES.md is silent (a clinical pharmacist's reading):
+Choices where the catalogue is silent (a clinical pharmacist's reading):
 - `opioid.use-disorder` counts an OUD condition at any status but refuted/entered-in-error (remission
   or "resolved" OUD still matters when an opioid is prescribed), as §1 does for methadone.
 - On patient-view `opioid.use-disorder` still speaks when naltrexone is current: `opioid.antagonist`
@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from .. import mme, orders
 from ..dosing import supply_days
-from ..facts import Drug, Facts
+from ..drugs import Drug
+from ..facts import Facts, unique
 from . import OS, PV, Finding, ctx, rule, suggest
+from .nsaid import nsaid_allowed, nsaid_contraindications, nsaid_needs_ppi
 from .drugs import changed_draft, drug_detail, drug_line, limit_supply, paired, pairs, subjects, units_per_day
 
 OPIOID = ("opioid",)
@@ -34,8 +36,22 @@ SEROTONERGIC_OPIOIDS = ("tramadol", "tapentadol", "meperidine", "methadone")
 NON_OPIOID_TREATMENT = ("nsaid", "nsaid_non_systemic", "skeletal_muscle_relaxant", "acetaminophen", "gabapentinoid",
                         "tca")
 NALOXONE_MME = 50  # CDC 2022: offer naloxone from 50 MME/day (a guideline number, not a site parameter)
-NALOXONE_WINDOW_DAYS = 730  # RULES.md §1 "Naloxone on record": within 2 years
+NALOXONE_WINDOW_DAYS = 730  # The clinical definitions "Naloxone on record": within 2 years
 RECENT_DAYS = 90  # opioid.third-line: "on record in 90 days"
+
+
+def opioid_exclusions(f: Facts) -> list[str]:
+    """CDC 2022 exclusions: active cancer, sickle cell disease, hospice or palliative care, age < 18."""
+    out = [f"cancer: {c.label}" for c in unique(f.conditions_in("active_malignancy", "red_flag_malignancy_bone_spine"))]
+    out += [f"sickle cell disease: {c.label}" for c in f.conditions_in("sickle_cell_disease")]
+    out += [f"palliative care: {c.label}" for c in f.conditions_in("hospice_palliative")]
+    if f.age is not None and f.age < 18:
+        out.append(f"age {f.age}")
+    return out
+
+
+def in_hospice(f: Facts) -> bool:
+    return bool(f.conditions_in("hospice_palliative"))
 
 
 def total(f: Facts) -> mme.MmeTotal:
@@ -68,7 +84,7 @@ def _mme_note(f: Facts) -> str:
 
 
 def _excluded(f: Facts) -> bool:
-    return bool(f.opioid_exclusions)
+    return bool(opioid_exclusions(f))
 
 
 def _about(f: Facts, drugs) -> tuple[str, ...]:
@@ -89,7 +105,7 @@ def _line(d: Drug) -> str:
 
 def _finding(f: Facts, level: str, summary: str, why: list[str], advice: str, evidence: str,
              suggestions: list, culprits, about, selection: str = "at-most-one", mme_detail: bool = True) -> Finding:
-    # MOUD is never a culprit: no "review or stop" for it (RULES.md §1).
+    # MOUD is never a culprit: no "review or stop" for it (the clinical definitions).
     culprits = [d for d in culprits if not d.moud]
     return Finding(level, summary, drug_detail(why, advice, culprits, evidence, _mme_note(f) if mme_detail else ""),
                    suggestions, selection, about=_about(f, about))
@@ -110,8 +126,8 @@ def _naloxone(f: Facts) -> list[orders.Suggestion]:
 
 def _non_opioid_instead(f: Facts, drug: Drug) -> list[orders.Suggestion]:
     """Replace a selected opioid with naproxen (when §1 allows an NSAID), else acetaminophen."""
-    if f.nsaid_allowed:
-        keys = ["naproxen_500", "pantoprazole_40"] if f.nsaid_needs_ppi else ["naproxen_500"]
+    if nsaid_allowed(f):
+        keys = ["naproxen_500", "pantoprazole_40"] if nsaid_needs_ppi(f) else ["naproxen_500"]
         return [orders.replace_draft(drug.ref, drug.name, keys, ctx(f), recommended=True)]
     if not f.current_of("acetaminophen"):
         return [orders.replace_draft(drug.ref, drug.name, ["acetaminophen_500"], ctx(f), recommended=True)]
@@ -128,7 +144,7 @@ def third_line(f: Facts, found: dict) -> Finding | None:
     if not drugs or _excluded(f):
         return None
     # Already on opioids (rev. 2): a patient on opioids is not starting them. Possibly stale entries and
-    # MOUD do not make a patient "on opioids" (RULES.md §1).
+    # MOUD do not make a patient "on opioids" (the clinical definitions).
     selected = {d.ref for d in f.selected}
     on_opioids = [d for d in f.current_pain_opioids() if d.ref not in selected] + [
         d for d in f.on_record(*OPIOID, within_days=RECENT_DAYS) if d.pain_opioid and not d.possibly_stale]
@@ -153,16 +169,16 @@ def third_line(f: Facts, found: dict) -> Finding | None:
     why += [f"not counted: {_line(d)}" for d in stale]
     why += [f"not counted as being on opioids: {_line(d)}" for d in moud]
     suggestions = []
-    if f.nsaid_allowed:
-        keys = ["naproxen_500", "pantoprazole_40"] if f.nsaid_needs_ppi else ["naproxen_500"]
+    if nsaid_allowed(f):
+        keys = ["naproxen_500", "pantoprazole_40"] if nsaid_needs_ppi(f) else ["naproxen_500"]
         why_not = suggest.label_problem(f, keys[0]) or suggest.warning_for(f, keys)  # suggest, then warn, never
         if why_not:
             choice = f"Naproxen not suggested: {suggest.sentence_case(why_not)}."
         else:
             suggestions += [orders.replace_draft(d.ref, d.name, keys, ctx(f), recommended=True) for d in drugs]
-            choice = "Naproxen" + (" with pantoprazole" if f.nsaid_needs_ppi else "") + " instead."
+            choice = "Naproxen" + (" with pantoprazole" if nsaid_needs_ppi(f) else "") + " instead."
     else:
-        choice = ("An NSAID is not suggested: " + "; ".join(f.nsaid_contraindications or
+        choice = ("An NSAID is not suggested: " + "; ".join(nsaid_contraindications(f) or
                   ["kidney function could not be checked"]) + ".")
     if not f.procedures_in("nonpharm_procedures", since=f.onset_date):
         suggestions.append(orders.order_service("physical_therapy", ctx(f), recommended=not suggestions))
@@ -208,7 +224,7 @@ def naloxone(f: Facts, found: dict) -> Finding | None:
     if f.hook == OS and not drugs:
         drugs = list({p.own.ref: p.own for p in partners}.values())  # the pair's other drug was selected
         about = [p.other for p in partners]
-    if not drugs or f.in_hospice or _naloxone_on_record(f):
+    if not drugs or in_hospice(f) or _naloxone_on_record(f):
         return None
     reasons = []
     t = total(f)
@@ -236,7 +252,7 @@ def naloxone(f: Facts, found: dict) -> Finding | None:
       levels=("critical", "warning"), suggests="remove the draft; with MOUD: the benzodiazepine, and naloxone")
 def benzodiazepine(f: Facts, found: dict) -> Finding | None:
     found_pairs = pairs(f, OPIOID, ("benzodiazepine",))
-    if not found_pairs or f.in_hospice:
+    if not found_pairs or in_hospice(f):
         return None
     drugs = list({d.ref: d for p in found_pairs for d in (p.own, p.other)}.values())
     with_moud = [p for p in found_pairs if p.own.moud]
@@ -426,7 +442,7 @@ def acute_duration(f: Facts, found: dict) -> Finding | None:
                "supply if a full agonist is needed; offer MOUD when there is none")
 def use_disorder(f: Facts, found: dict) -> Finding | None:
     drugs = _pain_subjects(f)
-    # An OUD in remission or marked resolved still matters when an opioid is prescribed (RULES.md §1 counts
+    # An OUD in remission or marked resolved still matters when an opioid is prescribed (the clinical definitions counts
     # it at any status for methadone; a pharmacist reads it the same way here).
     oud = f.ever_recorded("opioid_use_disorder")
     moud = _moud_agonists(f)

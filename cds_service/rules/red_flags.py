@@ -1,4 +1,4 @@
-"""RULES.md §3.1 — red flags and the thoracic differential (patient-view; order-select only with
+"""The red-flag rules — red flags and the thoracic differential (patient-view; order-select only with
 a selected spine-imaging, opioid, NSAID or muscle-relaxant order)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RULES.md §3.6 — second-line drugs: gabapentinoids, duloxetine, tricyclic antidepressants."""
+"""The second-line rules — second-line drugs: gabapentinoids, duloxetine, tricyclic antidepressants."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def cns_depressants(f: Facts, found: dict) -> Finding | None:
 
 
 def _band_max(ingredient: str, egfr: float) -> int | None:
-    """Label maximum mg/day for the eGFR band (RULES.md §3.6); None when no reduction is needed."""
+    """Label maximum mg/day for the eGFR band (the second-line rules); None when no reduction is needed."""
     if ingredient == "gabapentin":
         return None if egfr >= 60 else 1400 if egfr >= 30 else 700 if egfr >= 15 else 300
     return None if egfr > 60 else 300 if egfr >= 30 else 150 if egfr >= 15 else 75

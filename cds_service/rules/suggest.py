@@ -12,7 +12,8 @@ Drug choices written here (clinical pharmacist review, where the catalogue is si
 from __future__ import annotations
 
 from .. import orders
-from ..facts import Drug, Facts, drug_of_order
+from ..drugs import Drug, drug_of_order
+from ..facts import Facts
 from . import CATALOGUE, OS, ctx
 
 MAO_INHIBITORS = ("phenelzine", "tranylcypromine", "isocarboxazid", "selegiline", "rasagiline", "safinamide")

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import (FIXTURES, OS, PV, card_of, cards_for, codes_of, created, load_fixture, mutate, post,
+from conftest import (FIXTURES, OS, PV, card_of, cards_for, codes_of, created, load_fixture, mutate, path_for, post,
                       rules_of)
 
 ACETAMINOPHEN, NAPROXEN, PANTOPRAZOLE, CYCLO5 = "198440", "198014", "314200", "828320"
@@ -356,3 +356,38 @@ def test_a_merged_suggestion_counts_for_every_rule_that_proposed_it_and_an_overr
           "outcomeTimestamp": "2026-03-01T10:05:00Z", "overrideReason": {"reason": other["overrideReasons"][0]}}]})
     rows = _report(app)
     assert all(rows[r]["overridden"] == 1 for r in other["extension"]["radiculopathy-cds.rules"])
+
+
+# -- suggest, then warn, never: every suggested drug sent back as an order -------------------------
+def _each_suggested_drug_as_an_order():
+    """Every medication any scenario suggests, sent back through order-select as the selected draft
+    for the same patient (replacing the drafts the scenario had)."""
+    from cds_service.app import create_app
+    client = create_app({"demo": True, "db": ":memory:"}).test_client()
+    for path in sorted(FIXTURES.glob("*.json")):
+        body = json.loads(path.read_text())
+        response = post(client, path_for(body), body)
+        if response.status_code != 200:
+            continue
+        for card in response.get_json()["cards"]:
+            for i, suggestion in enumerate(card.get("suggestions", [])):
+                drugs = [a["resource"] for a in suggestion["actions"] if a["type"] == "create"
+                         and a["resource"]["resourceType"] == "MedicationRequest"]
+                if not drugs:
+                    continue
+                # The suggestion's first drug is the order; the rest (naproxen's PPI) are signed with it.
+                drafts = [dict(d, id=f"suggested-{i}-{j}") for j, d in enumerate(drugs)]
+                request = dict(body, hook="order-select", hookInstance=f"{body['hookInstance'][:30]}-s{i}")
+                request["context"] = {**body["context"], "selections": [f"MedicationRequest/suggested-{i}-0"],
+                                      "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                                      "entry": [{"resource": d} for d in drafts]}}
+                code = drugs[0]["medicationCodeableConcept"]["coding"][0]["code"]
+                yield pytest.param(request, id=f"{path.stem}-{card['source']['topic']['code']}-{code}-{i}")
+
+
+@pytest.mark.parametrize("request_body", list(_each_suggested_drug_as_an_order()))
+def test_a_suggested_drug_never_draws_a_warning_when_ordered(client, request_body):
+    cards = cards_for(client, request_body)
+    warned = [(c["indicator"], rules_of([c])) for c in cards if c["indicator"] != "info"
+              and not c["source"]["topic"]["code"].startswith("red-flag.")]
+    assert warned == []

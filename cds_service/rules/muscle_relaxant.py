@@ -9,6 +9,7 @@ from . import OS, PV, Finding, ctx, detail, rule
 from .drugs import drug_finding, drug_line, fix_suggestions, paired, pairs, review_note, short_name, subjects
 
 RELAXANT = ("skeletal_muscle_relaxant",)
+LOW_START_MG = 5  # cyclobenzaprine label: start at 5 mg in mild hepatic impairment
 BEERS_RELAXANTS = ("carisoprodol", "chlorzoxazone", "cyclobenzaprine", "metaxalone", "methocarbamol", "orphenadrine")
 
 
@@ -37,8 +38,9 @@ def _strength(d) -> float | None:
       sources=("FDA-CYCLO", "BEERS2023"),
       trigger="cyclobenzaprine and decompensated cirrhosis (critical), or cirrhosis or other liver disease except "
               "simple steatosis (warning)",
-      levels=("critical", "warning"),
-      suggests="critical: remove; mild: replace with cyclobenzaprine 5 mg when the draft is stronger")
+      levels=("critical", "warning", "info"),
+      suggests="critical: remove; mild: replace with cyclobenzaprine 5 mg when the draft is stronger (a 5 mg "
+               "draft gets an info note)")
 def hepatic(f: Facts, found: dict) -> Finding | None:
     drugs = [d for d in subjects(f, *RELAXANT) if d.has_ingredient("cyclobenzaprine")]
     if not drugs:
@@ -56,8 +58,14 @@ def hepatic(f: Facts, found: dict) -> Finding | None:
     extra = []
     for d in drugs:
         strength = _strength(d)
-        if d.selected and strength and strength > 5 and not f.older_adult:
+        if d.selected and strength and strength > LOW_START_MG and not f.older_adult:
             extra.append(orders.replace_draft(d.ref, d.name, "cyclobenzaprine_5", ctx(f), recommended=True))
+    if all((_strength(d) or 99) <= LOW_START_MG for d in drugs):
+        # Already the low start the label asks for (the 5 mg this rule itself suggests): a note, not a
+        # warning, so accepting the suggestion clears the alert (choice recorded for clinical review).
+        return Finding("info", "Cyclobenzaprine 5 mg with mild liver disease: the right start — titrate slowly",
+                       detail(why, "5 mg is the recommended start in mild hepatic impairment; increase slowly and "
+                              "stop if impairment is moderate or severe.", "FDA label: cyclobenzaprine."))
     return Finding("warning", "Cyclobenzaprine with liver disease: start at 5 mg and titrate slowly",
                    detail(why, "in mild hepatic impairment start with 5 mg and increase slowly; avoid if impairment "
                           "is moderate or severe.", "FDA label: cyclobenzaprine.", review_note(drugs)),

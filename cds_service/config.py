@@ -114,7 +114,10 @@ class FhirSettings(_Section):
     timeout_seconds: float = Field(2.0, gt=0, description="per FHIR call (connect and each read)")
     total_budget_seconds: float = Field(3.0, gt=0, description="all FHIR calls of one hook request together")
     max_pages: int = Field(10, ge=1, description="`next` links followed per search")
-    max_response_bytes: int = Field(20_000_000, gt=0, description="per FHIR response body")
+    # A page over 10 MB is refused before it is parsed: parsing one takes ~6× its size in memory, and
+    # FHIR servers page their searches (a 5,000-resource record is a few MB).
+    max_response_bytes: int = Field(10_000_000, gt=0, description="per FHIR response body (one search page); "
+                                    "larger pages are refused before they are parsed")
     max_total_bytes: int = Field(20_000_000, gt=0, description="FHIR response bytes a worker holds at once, all its requests together (so "
                                  "also per request); over it the fetch fails")
     max_workers: int = Field(8, ge=1, description="concurrent FHIR fetches per worker")

@@ -8,6 +8,7 @@ import json
 import logging
 import logging.handlers
 import queue
+import sys
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -80,11 +81,24 @@ class TextFormatter(logging.Formatter):
 _listener: logging.handlers.QueueListener | None = None
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is written (a test runner may swap it, and a
+    stream captured at start-up may be closed by then)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Log lines are formatted and written by a background thread (QueueHandler), so a request
     never waits on stderr."""
     global _listener
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     _stop_listener()

@@ -259,7 +259,7 @@ def rules_markdown(rows: list[dict]) -> str:
         out += [f"## {title}", "", "| id | hooks | fires when | level | suggests | sources |",
                 "|---|---|---|---|---|---|"]
         for r in members:
-            sources = "; ".join(f"[{s['label']}]({s['url']})" for s in r["sources"])
+            sources = "; ".join(f"[{s['label']}]({s['url']})" if s["url"] else s["label"] for s in r["sources"])
             out.append(f"| `{r['id']}` | {', '.join(r['hooks'])} | {_cell(r['trigger'])} | {' / '.join(r['levels'])} | "
                        f"{_cell(r['suggests'])} | {sources} |")
         out.append("")

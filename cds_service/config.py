@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator,
                       model_validator)
 
-# the rule parameters parameters (revision 2), with their defaults. A site may change the numbers, never the names.
+# The rule parameters (catalogue revision 2), with their defaults. A site may change the numbers, never the names.
 RULE_PARAMETERS: dict[str, int | float] = {
     "PERSISTENT_WEEKS": 4,
     "OLDER_AGE": 65,
@@ -95,7 +95,7 @@ def _known_parameters(value: Any) -> Any:
 class RulesSettings(_Section):
     parameters: dict[str, int | float] = Field(
         default_factory=lambda: dict(RULE_PARAMETERS),
-        description="the rule parameters thresholds by name (only the names listed here; positive numbers): "
+        description="rule thresholds by name (only the names listed here; positive numbers): "
                     + ", ".join(f"`{k}` {v}" for k, v in RULE_PARAMETERS.items()))
     disabled: list[str] = Field(default_factory=list, description="rule ids switched off at this site")
     levels: dict[str, Literal["info", "warning", "critical"]] = Field(

@@ -164,3 +164,10 @@ def test_the_valueset_scan_catches_a_typo():
     assert {n for n, _ in used["condition"]} == {"gi_bleed_ulcr"}
     assert "gi_bleed_ulcr" not in packaged_valuesets("condition")
     assert {n for n, _ in used["procedure"]} == {"spine_imaging_lumbar"}
+
+
+def test_readme_rule_count_is_the_catalogue():
+    """The README's number of rules follows the catalogue (it is not written anywhere else)."""
+    from cds_service.rules import CATALOGUE
+    readme = (ROOT / "README.md").read_text()
+    assert f"({len(CATALOGUE)} in this catalogue)" in readme

@@ -297,16 +297,18 @@ class Facts:
         return f"onset {start.isoformat()}, {ago}"
 
     # -- medications -------------------------------------------------------------------------
-    def current_of(self, *classes: str) -> list[Drug]:
-        return [d for d in self.current if d.classes.intersection(classes)]
+    def current_of(self, *classes: str, stale: bool = True) -> list[Drug]:
+        """Current drugs of these classes; `stale=False` leaves out possibly stale list entries (they
+        may add a finding, never fire a patient-view card alone or switch off a 'no current X' trigger)."""
+        return [d for d in self.current if d.classes.intersection(classes) and (stale or not d.possibly_stale)]
 
     def selected_of(self, *classes: str) -> list[Drug]:
         return [d for d in self.selected if d.classes.intersection(classes)]
 
-    def current_pain_opioids(self, *, include_stale: bool = False) -> list[Drug]:
-        """Current non-MOUD opioids; possibly stale entries only when asked (they never make a patient
-        'on opioids' or opioid tolerant, the clinical definitions)."""
-        return [d for d in self.current_of("opioid") if d.pain_opioid and (include_stale or not d.possibly_stale)]
+    def current_pain_opioids(self) -> list[Drug]:
+        """Current non-MOUD opioids, not possibly stale (an old entry never makes a patient 'on opioids'
+        or opioid tolerant, the clinical definitions)."""
+        return [d for d in self.current_of("opioid", stale=False) if d.pain_opioid]
 
     def on_record(self, *classes: str, within_days: int | None = None,
                   since: dt.date | None = None) -> list[Drug]:

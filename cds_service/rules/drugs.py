@@ -15,14 +15,10 @@ from . import PV, Finding, ctx, detail
 from .suggest import liver_risk
 
 
-def _fresh(drugs: list[Drug]) -> list[Drug]:
-    """Patient-view: a possibly stale list entry never fires a card by itself."""
-    return [d for d in drugs if not d.possibly_stale]
-
-
 def subjects(f: Facts, *classes: str) -> list[Drug]:
     """The drugs a single-drug rule is about: selected drafts (order-select) or current ones (patient-view)."""
-    return f.selected_of(*classes) if f.hook != PV else _fresh(f.current_of(*classes))
+    # Patient-view: a possibly stale list entry never fires a card by itself.
+    return f.selected_of(*classes) if f.hook != PV else f.current_of(*classes, stale=False)
 
 
 @dataclass
@@ -49,8 +45,8 @@ def pairs(f: Facts, own_classes: tuple[str, ...], other_classes: tuple[str, ...]
             for own in f.current_of(*own_classes):
                 add(own, other)
     else:
-        for own in _fresh(f.current_of(*own_classes)):
-            for other in _fresh(f.current_of(*other_classes)):
+        for own in f.current_of(*own_classes, stale=False):
+            for other in f.current_of(*other_classes, stale=False):
                 add(own, other)
     return list(found.values())
 
@@ -136,12 +132,12 @@ _CLASS_OF_ORDERABLE = {"acetaminophen_500": "acetaminophen", "acetaminophen_500_
 def _already_taking(f: Facts, key: str) -> bool:
     """A current drug of the orderable's class (oxycodone/acetaminophen counts for acetaminophen)."""
     cls = _CLASS_OF_ORDERABLE.get(key)
-    return bool(cls and _fresh(f.current_of(cls)))
+    return bool(cls and f.current_of(cls, stale=False))
 
 
 def protected(f: Facts) -> list[Drug]:
     """A current PPI or misoprostol (an H2 blocker does not protect; an old list entry does not either)."""
-    return _fresh(f.current_of("ppi", "misoprostol"))
+    return f.current_of("ppi", "misoprostol", stale=False)
 
 
 # -- changing a draft ------------------------------------------------------------------------

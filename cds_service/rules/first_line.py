@@ -6,7 +6,6 @@ from .. import orders
 from ..facts import LOINC_PAIN, LOINC_PEG, LOINC_STARTBACK, Facts
 from . import PV, Finding, ctx, detail, rule, suggest
 from .common import bp_text, thoracic_note
-from .drugs import _fresh
 from .nsaid import nsaid_allowed, nsaid_contraindications, nsaid_needs_ppi
 
 EARLY_REVIEW_DAYS = 14  # monitoring.early-review: the first two weeks of an episode
@@ -17,11 +16,6 @@ PAIN_WINDOW_DAYS = 30
 STARTBACK_HIGH_PSYCHOSOCIAL = 4  # psychosocial subscore ≥ 4: high risk
 STARTBACK_MEDIUM_TOTAL = 4  # total ≥ 4: medium or high risk
 MUSCLE_RELAXANT_CAUTION_CLASSES = ("opioid", "benzodiazepine", "gabapentinoid")
-
-
-def _current(f: Facts, *classes: str):
-    """Current drugs that switch off a "no current X" trigger: a possibly stale entry never does."""
-    return _fresh(f.current_of(*classes))
 
 
 def first_line_drug(f: Facts) -> tuple[list[orders.Suggestion], str]:
@@ -65,7 +59,7 @@ def _relaxant_cautions(f: Facts) -> list[str]:
     """Why a muscle relaxant is not for this patient (older age, liver disease, other CNS depressants)."""
     caution = [f"age {f.age}"] if f.older_adult else []
     caution += [c.label for c in f.conditions_in("hepatic_disease", "cirrhosis", "cirrhosis_decompensated")]
-    return caution + [d.name for d in _current(f, *MUSCLE_RELAXANT_CAUTION_CLASSES)]
+    return caution + [d.name for d in f.current_of(*MUSCLE_RELAXANT_CAUTION_CLASSES, stale=False)]
 
 
 def _adjunct(f: Facts, nsaid_suggested: bool) -> tuple[list[orders.Suggestion], str]:
@@ -95,7 +89,7 @@ def _adjunct(f: Facts, nsaid_suggested: bool) -> tuple[list[orders.Suggestion], 
                "pantoprazole for older age, SSRI/SNRI or corticosteroid), otherwise acetaminophen 500 mg; "
                "cyclobenzaprine 5 mg with muscle spasm; physical therapy")
 def conservative(f: Facts, found: dict) -> Finding | None:
-    if not f.acute or _current(f, "nsaid"):
+    if not f.acute or f.current_of("nsaid", stale=False):
         return None
     drugs, why = first_line_drug(f)
     adjunct, adjunct_text = _adjunct(f, any(s.key.startswith("med:198014") for s in drugs))
@@ -167,7 +161,7 @@ def nonpharm(f: Facts, found: dict) -> Finding | None:
       suggests="radiculopathy: gabapentin 300 mg at bedtime; chronic (> CHRONIC_WEEKS): duloxetine 30 mg; older adult: "
                "acetaminophen; each only when nothing would warn about it")
 def second_line(f: Facts, found: dict) -> Finding | None:
-    if not f.persistent or _current(f, "gabapentinoid", "snri", "tca"):
+    if not f.persistent or f.current_of("gabapentinoid", "snri", "tca", stale=False):
         return None
     nsaid_tried = f.on_record("nsaid", since=f.onset_date)
     if not nsaid_tried and not nsaid_contraindications(f):

@@ -12,7 +12,7 @@ from .. import orders
 from ..drugs import Drug
 from ..facts import Facts
 from . import PV, Finding, ctx, detail
-from .suggest import liver_risk
+from .suggest import acetaminophen_key
 
 
 def subjects(f: Facts, *classes: str) -> list[Drug]:
@@ -107,8 +107,8 @@ def fix_suggestions(f: Facts, culprits: list[Drug], *, remove: bool = True, repl
     """Alternatives for the culprit drugs: on a selected draft, replace it (delete + create) or remove it;
     on a current drug, create the alternative; `add` creates a protective drug (e.g. a PPI)."""
     out: list[orders.Suggestion] = []
-    if replace_with == "acetaminophen_500" and liver_risk(f):
-        replace_with = "acetaminophen_500_liver"  # 2 g a day at most with liver disease or alcohol use
+    if replace_with == "acetaminophen_500":
+        replace_with = acetaminophen_key(f)  # 2 g a day at most with liver disease or alcohol use
     replacement_ok = replace_with is not None and not _already_taking(f, replace_with)
     for drug in culprits:
         if drug.selected:

@@ -28,7 +28,6 @@ from ..dosing import supply_days
 from ..drugs import Drug
 from ..facts import Facts, unique
 from . import OS, PV, Finding, ctx, rule, suggest
-from .nsaid import nsaid_allowed, nsaid_contraindications, nsaid_needs_ppi
 from .drugs import changed_draft, drug_detail, drug_line, limit_supply, paired, pairs, subjects, units_per_day
 
 OPIOID = ("opioid",)
@@ -125,12 +124,12 @@ def _naloxone(f: Facts) -> list[orders.Suggestion]:
 
 
 def _non_opioid_instead(f: Facts, drug: Drug) -> list[orders.Suggestion]:
-    """Replace a selected opioid with naproxen (when §1 allows an NSAID), else acetaminophen."""
-    if nsaid_allowed(f):
-        keys = ["naproxen_500", "pantoprazole_40"] if nsaid_needs_ppi(f) else ["naproxen_500"]
+    """Replace a selected opioid with naproxen (when it may be suggested), else acetaminophen."""
+    keys, _ = suggest.naproxen(f)
+    if keys:
         return [orders.replace_draft(drug.ref, drug.name, keys, ctx(f), recommended=True)]
-    if not f.current_of("acetaminophen"):
-        return [orders.replace_draft(drug.ref, drug.name, ["acetaminophen_500"], ctx(f), recommended=True)]
+    if not suggest.current_acetaminophen(f):
+        return [orders.replace_draft(drug.ref, drug.name, [suggest.acetaminophen_key(f)], ctx(f), recommended=True)]
     return []
 
 
@@ -168,18 +167,8 @@ def third_line(f: Facts, found: dict) -> Finding | None:
     why = [_line(d) for d in drugs] + [looked]
     why += [f"not counted: {_line(d)}" for d in stale]
     why += [f"not counted as being on opioids: {_line(d)}" for d in moud]
-    suggestions = []
-    if nsaid_allowed(f):
-        keys = ["naproxen_500", "pantoprazole_40"] if nsaid_needs_ppi(f) else ["naproxen_500"]
-        why_not = suggest.label_problem(f, keys[0]) or suggest.warning_for(f, keys)  # suggest, then warn, never
-        if why_not:
-            choice = f"Naproxen not suggested: {suggest.sentence_case(why_not)}."
-        else:
-            suggestions += [orders.replace_draft(d.ref, d.name, keys, ctx(f), recommended=True) for d in drugs]
-            choice = "Naproxen" + (" with pantoprazole" if nsaid_needs_ppi(f) else "") + " instead."
-    else:
-        choice = ("An NSAID is not suggested: " + "; ".join(nsaid_contraindications(f) or
-                  ["kidney function could not be checked"]) + ".")
+    keys, choice = suggest.naproxen(f)  # suggest, then warn, never
+    suggestions = [orders.replace_draft(d.ref, d.name, keys, ctx(f), recommended=True) for d in drugs] if keys else []
     if not f.procedures_in("nonpharm_procedures", since=f.onset_date):
         suggestions.append(orders.order_service("physical_therapy", ctx(f), recommended=not suggestions))
     summary = ("Opioid with no confirmed non-opioid treatment: confirm the medication list, try non-opioid options"

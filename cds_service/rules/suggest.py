@@ -17,7 +17,6 @@ from ..facts import Facts
 from . import CATALOGUE, OS, ctx
 
 MAO_INHIBITORS = ("phenelzine", "tranylcypromine", "isocarboxazid", "selegiline", "rasagiline", "safinamide")
-ACETAMINOPHEN_KEYS = ("acetaminophen_500", "acetaminophen_500_liver")
 NOT_CHECKED_FAMILIES = {"red-flag", "thoracic", "imaging", "procedure"}
 
 
@@ -109,16 +108,33 @@ def liver_risk(f: Facts) -> list[str]:
                                              "alcohol_use_disorder")]
 
 
+def acetaminophen_key(f: Facts) -> str:
+    """The acetaminophen order for this patient: at most 2 g a day with liver risk, else 3 g."""
+    return "acetaminophen_500_liver" if liver_risk(f) else "acetaminophen_500"
+
+
 def acetaminophen(f: Facts) -> tuple[orders.Suggestion | None, str]:
     """The acetaminophen suggestion (2 g/day with liver risk), or None and why not."""
     product = current_acetaminophen(f)
     if product:
         return None, f"No acetaminophen suggested: a current product already contains it ({product})."
     liver = liver_risk(f)
-    if liver:
-        return (orders.order_medications(["acetaminophen_500_liver"], ctx(f)),
-                f"Acetaminophen at no more than 2 g a day because of liver risk ({'; '.join(liver[:2])}).")
-    return orders.order_medications(["acetaminophen_500"], ctx(f)), ""
+    why = f"Acetaminophen at no more than 2 g a day because of liver risk ({'; '.join(liver[:2])})." if liver else ""
+    return orders.order_medications([acetaminophen_key(f)], ctx(f)), why
+
+
+def naproxen(f: Facts) -> tuple[list[str] | None, str]:
+    """The naproxen order keys (with pantoprazole where the NSAID contraindication asks for it) when an
+    NSAID may be suggested and nothing would warn about it, else None and the sentence saying why."""
+    from .nsaid import nsaid_allowed, nsaid_contraindications, nsaid_needs_ppi  # noqa: PLC0415 (nsaid uses this module)
+    if not nsaid_allowed(f):
+        return None, ("An NSAID is not suggested: " + "; ".join(nsaid_contraindications(f) or
+                      ["kidney function could not be checked"]) + ".")
+    keys = ["naproxen_500", "pantoprazole_40"] if nsaid_needs_ppi(f) else ["naproxen_500"]
+    why_not = label_problem(f, keys[0]) or warning_for(f, keys)
+    if why_not:
+        return None, f"Naproxen not suggested: {sentence_case(why_not)}."
+    return keys, "Naproxen" + (" with pantoprazole" if len(keys) > 1 else "") + " instead."
 
 
 def drug(f: Facts, keys: list[str]) -> tuple[orders.Suggestion | None, str]:

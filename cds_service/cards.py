@@ -164,7 +164,8 @@ def _keeps_order(s: orders.Suggestion) -> bool:
 
 
 def _says_remove(x: Finding) -> bool:
-    return x.remove_order or x.rule.contraindication or x.indicator == "critical"
+    """The finding says the order should go: a contraindication rule, or a critical tier."""
+    return x.rule.contraindication or x.indicator == "critical"
 
 
 def _group_suggestions(g: _Group, taken: dict[str, tuple], notes: dict[int, list[str]]) -> list:

@@ -29,7 +29,6 @@ class Finding:
     about: tuple[str, ...] = ()  # refs of the selected orders the finding is about (order-select/sign)
     rule: "Rule | None" = None
     urgent: bool = False  # a red flag that puts routine care on hold ("Emergencies first")
-    remove_order: bool = False  # the finding says the selected order should go (drops "keep it" suggestions)
     sources: tuple[str, ...] = ()  # when this finding rests on other documents than the rule's (its primary first)
     # The finding's fingerprint, which says when a remembered override no longer holds (overrides.py):
     # the band of the rule's key figure (0 = below its first threshold) and the drugs of a pair rule.

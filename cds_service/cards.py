@@ -21,6 +21,7 @@ from .facts import Facts
 from .rules import PV, Finding
 
 SUMMARY_MAX = 139
+CARE_PLAN_TOPIC = {"system": knowledge.RULE_SYSTEM, "code": "care-plan", "display": "Back pain care plan"}
 RULES_EXTENSION = "radiculopathy-cds.rules"
 
 
@@ -122,8 +123,7 @@ def _groups(findings: list[Finding], f: Facts, hook: str, *, merge: bool, eviden
         groups = [_Group([x]) for x in ordered if x.indicator != "info"]
         info = [x for x in ordered if x.indicator == "info"]
         if info:
-            groups.append(_Group(info, topic={"system": knowledge.RULE_SYSTEM, "code": "care-plan",
-                                              "display": "Back pain care plan"},
+            groups.append(_Group(info, topic=dict(CARE_PLAN_TOPIC),
                                  summary=f"{episode_name(f)}: care plan"))
         return groups
     if not merge:
@@ -264,6 +264,17 @@ def _card(g: _Group, items, notes: list[str]) -> BuiltCard:
     if g.topic is not None or len(rule_ids) > 1:
         card["extension"] = {RULES_EXTENSION: rule_ids}
     return BuiltCard(card, rule_ids, {r: by_rule.get(r, []) for r in rule_ids}, list(g.findings))
+
+
+def care_plan_note(f: Facts, detail: str, source_id: str) -> BuiltCard:
+    """An info care-plan card that only says something (no finding, no suggestion): neither ledger
+    nor link rows are written for it."""
+    source = knowledge.sources()[source_id]
+    card = {"uuid": _uuid(), "summary": _summary(f"{episode_name(f)}: care plan"), "indicator": "info",
+            "detail": detail, "source": {"label": source.label, "topic": dict(CARE_PLAN_TOPIC)}}
+    if source.url:
+        card["source"]["url"] = source.url
+    return BuiltCard(card, [], {}, [])
 
 
 def build_cards(findings: list[Finding], f: Facts, hook: str, *, merge: bool, evidence_alone: bool = False,

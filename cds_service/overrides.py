@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import knowledge
-from .cards import BuiltCard, episode_name, order_ref
+from .cards import CARE_PLAN_TOPIC, BuiltCard, care_plan_note, order_ref
 from .config import ConfigError, Settings
 from .facts import Facts
 from .rules import LEVELS, PV, Finding
@@ -33,7 +33,6 @@ from .store import Store, StoreUnavailable
 
 log = logging.getLogger("cds_service.overrides")
 
-CARE_PLAN_CODE = "care-plan"
 ORDER_SELECT = "order-select"
 ORDER_SIGN = "order-sign"
 
@@ -226,7 +225,7 @@ class Screen:
         by_target: dict[int | None, list[str]] = {}
         for w in quieted:
             target = next((i for i, c in enumerate(cards) if (
-                c.card["source"]["topic"]["code"] == CARE_PLAN_CODE if self.hook == PV
+                c.card["source"]["topic"]["code"] == CARE_PLAN_TOPIC["code"] if self.hook == PV
                 else c.findings and order_ref(c.findings[0], facts) == w.order)), None)
             by_target.setdefault(target, []).append(w.line)
         for target, lines in by_target.items():
@@ -234,19 +233,9 @@ class Screen:
             if target is not None:
                 cards[target].card["detail"] += "\n\n" + text
             else:
-                cards.append(self._own_card(text, [w for w in quieted if w.line in lines]))
+                first = next(w for w in quieted if w.line in lines)
+                cards.append(care_plan_note(facts, text, first.finding.rule.sources[0]))
         return cards
-
-    def _own_card(self, text: str, quieted: list[Withheld]) -> BuiltCard:
-        import uuid
-
-        source = knowledge.sources()[quieted[0].finding.rule.sources[0]]
-        topic = {"system": knowledge.RULE_SYSTEM, "code": CARE_PLAN_CODE, "display": "Back pain care plan"}
-        card = {"uuid": str(uuid.uuid4()), "summary": f"{episode_name(self.facts)}: care plan"[:139], "indicator": "info",
-                "detail": text, "source": {"label": source.label, "topic": topic}}
-        if source.url:
-            card["source"]["url"] = source.url
-        return BuiltCard(card, [], {}, [])  # names findings, says none: neither ledger nor link rows
 
     def links(self, cards: list[BuiltCard]) -> list[tuple]:
         rows = []

@@ -107,8 +107,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             ext.pop(AS_OF_EXTENSION, None)
             if not ext:
                 del body["extension"]  # an empty extension object is not allowed
-    from .registry import SERVICES
-    service = next((s.id for s in SERVICES.values() if s.hook == body.get("hook")), None)
+    from .registry import service_for_hook
+    found = service_for_hook(body.get("hook"))
+    service = found.id if found else None
     if service is None:
         print(f"cds-service: no service answers the hook {body.get('hook')!r}", file=sys.stderr)
         return 2

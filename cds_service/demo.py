@@ -13,7 +13,7 @@ import markdown
 from flask import Blueprint, Flask, abort, current_app, render_template_string
 from markupsafe import Markup
 
-from .registry import SERVICES
+from .registry import SERVICES, service_for_hook
 
 bp = Blueprint("demo", __name__)
 
@@ -120,7 +120,7 @@ def scenario(name: str):
     if chosen is None:
         abort(404)
     hook = chosen["body"].get("hook")
-    service = next((s.id for s in SERVICES.values() if s.hook == hook), "radiculopathy-patient-view")
+    service = (service_for_hook(hook) or SERVICES["radiculopathy-patient-view"]).id
     # The same pipeline as an EHR's call: through the service endpoint itself (of the viewer app).
     response = _viewer().test_client().post(f"/cds-services/{service}", json=chosen["body"])
     payload = response.get_json() or {}

@@ -33,8 +33,6 @@ from .store import Store, StoreUnavailable
 
 log = logging.getLogger("cds_service.overrides")
 
-ORDER_SELECT = "order-select"
-ORDER_SIGN = "order-sign"
 
 
 def utcnow() -> dt.datetime:
@@ -262,4 +260,4 @@ def screen_for(names: Pseudonyms | None, store: Store, settings: Settings, servi
         return None
     scope = scope_of(issuer, body.get("fhirServer"))
     return Screen(names, store, settings, service.id, service.hook, scope, names.patient(scope, patient_id), today,
-                  select_service_id if service.hook == ORDER_SIGN else None)
+                  select_service_id)

@@ -52,10 +52,11 @@ class HookProfile:
     hook: str
     rules: str
     evidence_notes: bool = True
+    after: str | None = None  # the hook whose findings about the same draft are not shown again here
 
 
 PROFILES = {p.hook: p for p in (HookProfile("patient-view", PV), HookProfile("order-select", OS),
-                                HookProfile("order-sign", OS, evidence_notes=False))}
+                                HookProfile("order-sign", OS, evidence_notes=False, after="order-select"))}
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ SERVICES = {
                 "opioid, a benzodiazepine and a muscle relaxant together), one card per order."),
     )
 }
+
+
+def service_for_hook(hook: object) -> Service | None:
+    """The service that answers a hook."""
+    return next((s for s in SERVICES.values() if s.hook == hook), None)
 
 
 def knowledge_version() -> dict:

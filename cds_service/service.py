@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 
 from . import metrics
-from .overrides import ORDER_SELECT, screen_for
+from .overrides import screen_for
 from .record import DataUnavailable, PatientRecord
-from .registry import SERVICES, Service, evaluate_request
+from .registry import Service, evaluate_request, service_for_hook
 from .store import StoreUnavailable
 
 log = logging.getLogger("cds_service.service")
@@ -29,14 +29,16 @@ class Answer:
     record: PatientRecord
 
 
-def _select_service_id() -> str | None:
-    return next((s.id for s in SERVICES.values() if s.hook == ORDER_SELECT), None)
+def _earlier_service_id(service: Service) -> str | None:
+    """The service whose findings this one does not repeat (order-sign: order-select's)."""
+    earlier = service_for_hook(service.profile.after) if service.profile.after else None
+    return earlier.id if earlier else None
 
 
 def answer(state, service: Service, body: dict, today: dt.date, issuer: str | None) -> Answer:
     """The cards for one request. Raises DataUnavailable (→ 412) when required data cannot be had."""
     screen = screen_for(state.pseudonyms, state.store, state.settings, service, body, issuer, today,
-                        _select_service_id())
+                        _earlier_service_id(service))
     try:
         result = evaluate_request(service, body, state.settings, state.fhir, today, screen=screen)
     except DataUnavailable as exc:
